@@ -1,0 +1,1 @@
+"""hyperverify.runtime: the bottom layer; what ships in an app (no training code, no torch)."""

@@ -1,0 +1,133 @@
+"""The ``hyperverify`` command: one entry point, one subcommand per pipeline stage.
+
+Every subcommand turns user-fixable problems (``HyperverifyError``) into a one-line message
+and exit status 2; a traceback means a bug in hyperverify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from hyperverify.runtime.errors import HyperverifyError
+
+EPILOG = """\
+typical session:
+  hyperverify prepare --data ../shared/data/lfw          # detect, align, embed (cached)
+  hyperverify evaluate --data ../shared/data/lfw         # SFace baseline on LFW View 2
+
+environment:
+  HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data)
+  HYPERVERIFY_CACHE  where prepared crops and embeddings are cached (default ~/.cache/hyperverify)
+"""
+
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
+    """Register ``run`` as subcommand ``name`` whose arguments ``setup`` declares."""
+    def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS[name] = (setup, run)
+        return run
+    return wrap
+
+
+def _data_arg(parser: argparse.ArgumentParser, default_sub: str) -> None:
+    from hyperverify.sdk.datasets import data_root
+
+    parser.add_argument("--data", type=Path, default=data_root() / default_sub,
+                        help=f"dataset folder ($HYPERVERIFY_DATA/{default_sub})")
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    _data_arg(p, "lfw")
+    p.add_argument("--layout", choices=("lfw", "orl", "aligned"),
+                   help="folder layout; guessed when omitted (LFW has images/, ORL has sN/ folders)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes; default: one per core")
+    p.add_argument("--flip", action="store_true", help="average the embedding with the mirrored crop's")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out corrupt or truncated images instead of stopping at the first")
+
+
+@command("prepare", _prepare_args)
+def _prepare(args: argparse.Namespace) -> int:
+    """Detect, align and embed every image of a dataset; results are cached for later commands."""
+    from hyperverify.sdk.datasets import open_dataset
+    from hyperverify.sdk.prepare import STATUS_FALLBACK, STATUS_UNREADABLE, prepare
+
+    dataset = open_dataset(args.data, args.layout)
+    data = prepare(dataset, workers=args.workers, flip=args.flip, skip_unreadable=args.skip_unreadable)
+    fallbacks = data.keys_with(STATUS_FALLBACK)
+    print(f"{dataset.name}: {len(data.keys)} images of {len(dataset.identities)} identities; "
+          f"no face found in {len(fallbacks)} (fallback crop), unreadable {data.count(STATUS_UNREADABLE)}")
+    for key in fallbacks[:20]:
+        print(f"  no face: {key}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    from hyperverify.sdk.datasets import PROTOCOLS
+    from hyperverify.sdk.scorers import SCORERS
+
+    _data_arg(p, "lfw")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="lfw-view2",
+                   help="lfw-view2: the benchmark, 10-fold; lfw-view1: development split")
+    p.add_argument("--scorer", choices=sorted(SCORERS), default="sface-cosine",
+                   help="how a pair is scored (sface-cosine is the backbone baseline)")
+    p.add_argument("--model", type=Path, help="trained model for scorers that need one")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON, markdown and ROC PNG")
+    p.add_argument("--workers", type=int, default=None, help="worker processes for preparation")
+
+
+@command("evaluate", _evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    """Score an official pair protocol and write accuracy, AUC, EER, TAR@FAR and a ROC plot."""
+    from hyperverify.sdk.datasets import open_dataset, protocol_pairs, require_images
+    from hyperverify.sdk.evaluate import evaluate, write_report
+    from hyperverify.sdk.prepare import prepare
+    from hyperverify.sdk.scorers import SCORERS
+
+    test, tune = protocol_pairs(args.data, args.protocol)
+    dataset = open_dataset(args.data, "lfw")
+    require_images(dataset, test, tune)
+    data = prepare(dataset, workers=args.workers)
+    kwargs = {"model": args.model} if args.model else {}
+    report, scores = evaluate(data, args.protocol, test, tune, SCORERS[args.scorer](**kwargs))
+    paths = write_report(report, scores, test.same, args.out)
+    print(report.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperverify",
+        description="Face unlock with per-user verifiers generated by a hypernetwork: "
+                    "prepare data, train, evaluate, enroll users and build the SDK.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (setup, run) in _COMMANDS.items():
+        doc = (run.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        setup(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HyperverifyError as err:
+        print(f"hyperverify {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hyperverify {args.command}: interrupted; finished work is cached", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Verification metrics from scores and labels: accuracy at a threshold, ROC AUC, EER, TAR@FAR."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold that maximises accuracy on these pairs (midpoint between adjacent scores)."""
+    order = np.sort(np.unique(scores))
+    candidates = np.concatenate([[order[0] - 1e-6], (order[:-1] + order[1:]) / 2, [order[-1] + 1e-6]])
+    accuracy = [np.mean((scores >= t) == same) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def accuracy(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    return float(np.mean((scores >= threshold) == same))
+
+
+def threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:
+    """Smallest threshold whose false-accept rate on these impostor scores is at most ``far``."""
+    ranked = np.sort(impostor_scores)[::-1]
+    allowed = int(np.floor(far * len(ranked)))
+    if allowed >= len(ranked):
+        return float(ranked[-1])
+    return float(np.nextafter(ranked[allowed], np.inf))
+
+
+def roc_summary(scores: np.ndarray, same: np.ndarray, fars: tuple[float, ...] = (1e-2, 1e-3)) -> dict:
+    """AUC, EER and TAR at the given FARs (TAR interpolated on the ROC's step function)."""
+    fpr, tpr, _ = roc_curve(same, scores)
+    eer_index = int(np.nanargmin(np.abs(fpr - (1 - tpr))))
+    out = {
+        "auc": float(roc_auc_score(same, scores)),
+        "eer": float((fpr[eer_index] + 1 - tpr[eer_index]) / 2),
+    }
+    for far in fars:
+        out[f"tar@far={far:g}"] = float(tpr[np.searchsorted(fpr, far, side="right") - 1])
+    return out
+
+
+def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarray) -> tuple[list[float], list[float]]:
+    """LFW's protocol: for each fold, the threshold is chosen on the other folds' pairs only."""
+    accuracies, thresholds = [], []
+    for k in np.unique(fold):
+        test = fold == k
+        threshold = best_threshold(scores[~test], same[~test])
+        thresholds.append(threshold)
+        accuracies.append(accuracy(scores[test], same[test], threshold))
+    return accuracies, thresholds

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real face data, found through HYPERVERIFY_DATA.
+
+Data tests skip with a reason when the data is absent, except under CI=true where a missing
+dataset is a failure: CI must never pass by skipping the real-data tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hyperverify.sdk.datasets import data_root
+
+
+def _require(sub: str) -> Path:
+    path = data_root() / sub
+    if not path.is_dir():
+        message = f"real data {path} not found (set HYPERVERIFY_DATA)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    return _require("lfw")
+
+
+@pytest.fixture(scope="session")
+def orl() -> Path:
+    return _require("att_faces")
+
+
+@pytest.fixture(scope="session")
+def celeba() -> Path:
+    return _require("celeba940")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets a session-wide private cache, never the user's ~/.cache."""
+    monkeypatch.setenv("HYPERVERIFY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def lfw_image(lfw: Path, name: str, number: int) -> Path:
+    return lfw / "images" / name / f"{name}_{number:04d}.jpg"

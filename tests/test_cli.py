@@ -1,0 +1,76 @@
+"""The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits, real LFW pairs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "hyperverify.sdk.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+
+
+def test_help_teaches() -> None:
+    result = run("--help")
+    assert result.returncode == 0 and "prepare" in result.stdout and "HYPERVERIFY_DATA" in result.stdout
+    assert "lfw-view2" in run("evaluate", "--help").stdout
+
+
+def test_missing_and_empty_folders(tmp_path: Path) -> None:
+    assert_clean_error(run("prepare", "--data", str(tmp_path / "nope")), "no such folder")
+    assert_clean_error(run("prepare", "--data", str(tmp_path)), "no images found")
+
+
+def test_corrupt_image_is_named(tmp_path: Path, lfw: Path) -> None:
+    person = tmp_path / "set" / "Someone"
+    person.mkdir(parents=True)
+    data = (lfw / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg").read_bytes()
+    (person / "Someone_0001.jpg").write_bytes(data[:3000])
+    (person / "notes.jpg").write_bytes(b"hello")
+    assert_clean_error(run("prepare", "--data", str(tmp_path / "set"), "--workers", "1"), "unreadable image")
+
+
+@pytest.fixture()
+def mini_lfw(lfw: Path, tmp_path: Path) -> Path:
+    """Two folds of View 2 (5 same + 5 different pairs each), real images linked from the shared data."""
+    lines = (lfw / "pairs.txt").read_text().splitlines()[1:]
+    chosen = lines[0:5] + lines[300:305] + lines[600:605] + lines[900:905]
+    root = tmp_path / "lfw"
+    (root / "images").mkdir(parents=True)
+    (root / "pairs.txt").write_text("2\t5\n" + "\n".join(chosen) + "\n")
+    for line in chosen:
+        parts = line.split()
+        names = {parts[0], parts[2]} if len(parts) == 4 else {parts[0]}
+        for name in names:
+            if not (root / "images" / name).exists():
+                (root / "images" / name).symlink_to(lfw / "images" / name)
+    return root
+
+
+def test_evaluate_sface_on_real_pairs(mini_lfw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = run("evaluate", "--data", str(mini_lfw), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "sface-cosine-lfw-view2.json").read_text())
+    assert report["pairs"] == 20 and len(report["fold_accuracy"]) == 2
+    assert report["accuracy_mean"] >= 0.9 and report["auc"] >= 0.95
+    assert (out / "sface-cosine-lfw-view2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pairs_naming_missing_images(mini_lfw: Path, tmp_path: Path) -> None:
+    with open(mini_lfw / "pairs.txt", "a") as fh:
+        fh.write("Nobody_Known\t1\t2\n")
+    result = run("evaluate", "--data", str(mini_lfw), "--out", str(tmp_path / "r"), "--workers", "1")
+    assert_clean_error(result, "Nobody_Known/Nobody_Known_0001.jpg")

@@ -1,0 +1,38 @@
+import numpy as np
+
+from hyperverify.sdk.metrics import best_threshold, roc_summary, ten_fold_accuracy, threshold_at_far
+
+
+def test_threshold_separates_separable_scores() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    same = np.array([0, 0, 0, 1, 1, 1], bool)
+    t = best_threshold(scores, same)
+    assert 0.3 < t < 0.7
+
+
+def test_ten_fold_never_tunes_on_the_test_fold() -> None:
+    """Fold 0 alone is shifted: a threshold tuned on it would score 100 %, the protocol's does not."""
+    rng = np.random.default_rng(0)
+    same = np.tile(np.r_[np.ones(50, bool), np.zeros(50, bool)], 10)
+    fold = np.repeat(np.arange(10), 100)
+    scores = np.where(same, 1.0, 0.0) + rng.normal(0, 0.01, same.size)
+    scores[fold == 0] += 5.0
+    accuracies, thresholds = ten_fold_accuracy(scores, same, fold)
+    assert accuracies[0] == 0.5 and all(a == 1.0 for a in accuracies[1:])
+    assert thresholds[0] < 1.0
+
+
+def test_roc_summary_of_a_perfect_and_a_random_scorer() -> None:
+    same = np.r_[np.ones(500, bool), np.zeros(500, bool)]
+    perfect = roc_summary(same.astype(float), same)
+    assert perfect["auc"] == 1.0 and perfect["eer"] == 0.0 and perfect["tar@far=0.001"] == 1.0
+    rng = np.random.default_rng(1)
+    noise = roc_summary(rng.random(1000), same)
+    assert 0.4 < noise["auc"] < 0.6 and 0.4 < noise["eer"] < 0.6
+
+
+def test_threshold_at_far_counts_false_accepts() -> None:
+    impostors = np.arange(1000, dtype=float)
+    t = threshold_at_far(impostors, 0.01)
+    assert (impostors >= t).sum() == 10
+    assert (impostors >= threshold_at_far(impostors, 0.0)).sum() == 0
