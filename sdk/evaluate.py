@@ -59,7 +59,7 @@ class Report:
 
 
 def score_pairs(data: PreparedSet, pairs: Pairs, scorer: Scorer) -> np.ndarray:
-    return np.asarray(scorer.score(data, data.index(pairs.a), data.index(pairs.b)), dtype=np.float64)
+    return np.asarray(scorer.score(data, data.index(pairs.a), data.index(pairs.b), pairs.fold), dtype=np.float64)
 
 
 def evaluate(data: PreparedSet, protocol: str, test: Pairs, tune: Pairs | None, scorer: Scorer) -> tuple[Report, np.ndarray]:

@@ -18,8 +18,9 @@ class Scorer(Protocol):
 
     name: str
 
-    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """One float per pair (row ``a[i]`` against row ``b[i]``)."""
+    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray) -> np.ndarray:
+        """One float per pair (row ``a[i]`` against row ``b[i]``); ``fold`` is each pair's protocol
+        fold, so that a scorer can refuse (or route) pairs whose people a model was trained on."""
         ...
 
 
@@ -28,13 +29,15 @@ class SFaceCosine:
 
     name = "sface-cosine"
 
-    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->i", data.embeddings[a], data.embeddings[b])
 
 
-SCORERS: dict[str, Callable[..., Scorer]] = {SFaceCosine.name: SFaceCosine}
-"""Name -> factory; a factory receives the CLI's ``--model`` path as keyword ``model`` when given."""
+def _hyper(**kwargs) -> Scorer:
+    from hyperverify.sdk.hyper_scorer import HyperScorer
+
+    return HyperScorer.from_paths(**kwargs)
 
 
-def register(name: str, factory: Callable[..., Scorer]) -> None:
-    SCORERS[name] = factory
+SCORERS: dict[str, Callable[..., Scorer]] = {SFaceCosine.name: SFaceCosine, "hyper": _hyper}
+"""Name -> factory; factories that need a model receive ``models`` (paths) as a keyword."""

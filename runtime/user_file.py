@@ -1,0 +1,212 @@
+"""The per-user weights file (``.hvu``): the one reader and the one writer.
+
+Whoever can write this file decides who unlocks the phone, so the reader trusts nothing: every
+length is checked against the file size before it is used, the checksum before the values, the
+signature (when required) before anything is returned.
+
+Layout (little-endian; 96-byte header, then theta, then trailer):
+
+    offset size  field
+    0      4     magic b"HVU1"
+    4      2     format version (uint16) = FORMAT_VERSION
+    6      1     dtype: 1 = float32, 2 = float16
+    7      1     flags: bit 0 = signed; other bits must be 0
+    8      16    verifier layout hash (ASCII hex, ``spec.layout_hash``)
+    24     4     count: number of theta values (uint32)
+    28     4     threshold on f's logit (float32): accept when logit >= threshold
+    32     32    model version (ASCII, NUL-padded): the trained model theta came from
+    64     32    user id (UTF-8, NUL-padded)
+    96     n     theta: count values of dtype (the generated slices, spec order)
+    96+n   32    SHA-256 of bytes [0, 96+n)
+    128+n  64    Ed25519 signature of bytes [0, 128+n), present only when flags bit 0 is set
+
+The C++ runtime implements the same checks against the same test vectors (tests/vectors/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hyperverify.runtime import spec
+from hyperverify.runtime.atomic import atomic_write_bytes
+from hyperverify.runtime.errors import HyperverifyError
+
+MAGIC = b"HVU1"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sHBB16sIf32s32s")
+CHECKSUM_SIZE = 32
+SIGNATURE_SIZE = 64
+DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
+FLAG_SIGNED = 1
+MAX_COUNT = spec.parameter_count()
+
+
+class UserFileError(HyperverifyError):
+    """Base of every refusal to load a user weights file; ``reason`` is a stable machine-readable tag."""
+
+    reason = "invalid"
+
+
+class BadMagicError(UserFileError):
+    reason = "bad_magic"
+
+
+class VersionError(UserFileError):
+    reason = "version"
+
+
+class TruncatedError(UserFileError):
+    reason = "truncated"
+
+
+class LengthError(UserFileError):
+    reason = "length"
+
+
+class ChecksumError(UserFileError):
+    reason = "checksum"
+
+
+class SignatureError(UserFileError):
+    reason = "signature"
+
+
+class LayoutError(UserFileError):
+    reason = "layout"
+
+
+class ValueRangeError(UserFileError):
+    reason = "values"
+
+
+class DtypeError(UserFileError):
+    reason = "dtype"
+
+
+@dataclass(frozen=True)
+class UserWeights:
+    """What a device needs for one user: theta (the generated slices), threshold, provenance."""
+
+    theta: np.ndarray  # float32 (converted from the stored dtype)
+    threshold: float
+    layout_hash: str
+    model_version: str
+    user_id: str
+    dtype: str = "float16"
+    signed: bool = False
+
+
+def _text(raw: bytes, field: str) -> str:
+    text = raw.rstrip(b"\x00")
+    if b"\x00" in text:
+        raise UserFileError(f"{field} has bytes after its NUL padding")
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserFileError(f"{field} is not valid UTF-8") from None
+
+
+def _padded(text: str, size: int, field: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > size:
+        raise ValueError(f"{field} is longer than {size} bytes")
+    return raw.ljust(size, b"\x00")
+
+
+def encode(weights: UserWeights, signing_key=None) -> bytes:
+    """Serialise; ``signing_key`` is a ``cryptography`` Ed25519PrivateKey (the backend's)."""
+    code = {"float32": 1, "float16": 2}.get(weights.dtype)
+    if code is None:
+        raise ValueError(f"dtype must be float32 or float16, got {weights.dtype!r}")
+    theta = np.asarray(weights.theta, dtype=np.float32)
+    if theta.ndim != 1 or not np.isfinite(theta).all():
+        raise ValueError("theta must be a finite 1-D vector")
+    stored = theta.astype(DTYPES[code])
+    if not np.isfinite(stored).all():
+        raise ValueError(f"theta overflows {weights.dtype}")
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, code, FLAG_SIGNED if signing_key else 0,
+                         weights.layout_hash.encode("ascii"), len(stored), weights.threshold,
+                         _padded(weights.model_version, 32, "model_version"),
+                         _padded(weights.user_id, 32, "user_id"))
+    body = header + stored.tobytes()
+    body += hashlib.sha256(body).digest()
+    if signing_key is not None:
+        body += signing_key.sign(body)
+    return body
+
+
+def decode(data: bytes, public_key=None, require_signature: bool = False,
+           expected_layout: str | None = None) -> UserWeights:
+    """Parse and validate; raises a ``UserFileError`` subclass naming the first problem found.
+
+    ``public_key``: an Ed25519PublicKey; a signed file is checked against it. With
+    ``require_signature`` an unsigned file is refused. ``expected_layout``: the layout hash of
+    the program the weights will be fed to.
+    """
+    if len(data) < HEADER.size:
+        raise TruncatedError(f"file is {len(data)} bytes, shorter than the {HEADER.size}-byte header")
+    magic, version, code, flags, layout, count, threshold, model_version, user_id = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise BadMagicError(f"not a hyperverify user file (magic {magic!r})")
+    if version != FORMAT_VERSION:
+        raise VersionError(f"format version {version}, this runtime reads {FORMAT_VERSION}")
+    if code not in DTYPES:
+        raise DtypeError(f"unknown dtype code {code}")
+    if flags & ~FLAG_SIGNED:
+        raise UserFileError(f"unknown flags 0x{flags:02x}")
+    signed = bool(flags & FLAG_SIGNED)
+    if count == 0 or count > MAX_COUNT:
+        raise LengthError(f"theta count {count} is outside 1..{MAX_COUNT}")
+    end = HEADER.size + count * DTYPES[code].itemsize
+    expected = end + CHECKSUM_SIZE + (SIGNATURE_SIZE if signed else 0)
+    if expected > len(data):
+        raise TruncatedError(f"file is {len(data)} bytes; its header promises {expected}")
+    if expected < len(data):
+        raise LengthError(f"{len(data) - expected} unexpected bytes after the end of the file")
+    if hashlib.sha256(data[:end]).digest() != data[end:end + CHECKSUM_SIZE]:
+        raise ChecksumError("checksum mismatch: the file is corrupted")
+    if signed and public_key is not None:
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            public_key.verify(data[end + CHECKSUM_SIZE:], data[:end + CHECKSUM_SIZE])
+        except InvalidSignature:
+            raise SignatureError("bad signature: not issued by this backend's key") from None
+    elif require_signature:
+        raise SignatureError("the file is unsigned but a signature is required" if not signed
+                             else "a signature is required but no public key was given")
+    try:
+        layout_text = layout.decode("ascii")
+    except UnicodeDecodeError:
+        raise LayoutError("layout hash is not ASCII") from None
+    if expected_layout is not None and layout_text != expected_layout:
+        raise LayoutError(f"weights are for verifier layout {layout_text}, the program is {expected_layout}")
+    if not np.isfinite(threshold):
+        raise ValueRangeError("threshold is NaN or infinite")
+    theta = np.frombuffer(data, DTYPES[code], count, HEADER.size).astype(np.float32)
+    if not np.isfinite(theta).all():
+        raise ValueRangeError("theta holds NaN or infinite values")
+    return UserWeights(theta, float(threshold), layout_text, _text(model_version, "model_version"),
+                       _text(user_id, "user_id"), "float32" if code == 1 else "float16", signed)
+
+
+def write_user_file(path: str | Path, weights: UserWeights, signing_key=None) -> None:
+    atomic_write_bytes(path, encode(weights, signing_key))
+
+
+def read_user_file(path: str | Path, **checks) -> UserWeights:
+    """Read and validate a user file; keyword arguments as for ``decode``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserFileError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return decode(data, **checks)
+    except UserFileError as err:
+        raise type(err)(f"{path}: {err}") from None

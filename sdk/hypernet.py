@@ -1,0 +1,169 @@
+"""h_gen and the trained model: backbone embedding(s) of the enrollment face(s) -> theta.
+
+The model couples a generator with f's shared slices (those not generated per user); both are
+trained together. A checkpoint carries its own config, so loading never needs the command line
+that trained it (nanoGPT-style).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from hyperverify.converters.torch_verifier import features, unflatten, verifier_forward
+from hyperverify.runtime import spec
+from hyperverify.runtime.atomic import atomic_open
+from hyperverify.runtime.errors import HyperverifyError
+from hyperverify.sdk.backbone import EMBEDDING_DIM
+
+MODEL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generate: str = "head"  # a key of spec.GENERATE_MODES
+    hidden: int = 512
+
+    def __post_init__(self) -> None:
+        if self.generate not in spec.GENERATE_MODES:
+            raise ValueError(f"generate must be one of {sorted(spec.GENERATE_MODES)}, got {self.generate!r}")
+
+    @property
+    def generated(self) -> tuple[str, ...]:
+        return spec.GENERATE_MODES[self.generate]
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        return tuple(n for n in spec.SLICE_NAMES if n not in self.generated)
+
+
+def _init_scale(name: str, shape: tuple[int, ...]) -> float:
+    """Fan-in (He) scale for weights, a small constant for biases: f starts well-conditioned."""
+    if name.endswith(".bias"):
+        return 0.05
+    fan_in = math.prod(shape[1:])
+    return math.sqrt(2.0 / fan_in) if not name.startswith("head") else math.sqrt(1.0 / fan_in)
+
+
+class Generator(torch.nn.Module):
+    """h_gen: an MLP from the pooled, unit-norm embedding to the generated slices of theta.
+
+    The raw output is unit-scale; multiplying by a per-slice fan-in scale makes a freshly
+    initialised generator emit weights like a standard initialisation, and the norm penalty
+    is measured in these units (so it means the same for every slice).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.names = config.generated
+        size = spec.parameter_count(self.names)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(EMBEDDING_DIM, config.hidden), torch.nn.GELU(),
+            torch.nn.Linear(config.hidden, config.hidden), torch.nn.GELU(),
+            torch.nn.Linear(config.hidden, size),
+        )
+        scale = torch.cat([torch.full((spec.slice_size(s),), _init_scale(n, s)) for n, s in spec.SLICES if n in self.names])
+        self.register_buffer("scale", scale)
+        with torch.no_grad():  # unit-variance raw output at init, so theta starts at fan-in scale
+            probe = F.normalize(torch.randn(256, EMBEDDING_DIM), dim=1)
+            self.net[-1].bias.zero_()
+            self.net[-1].weight /= self.net(probe).std()
+
+    def raw(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Unit-scale output for Bx128 (one face) or BxNx128 (N enrollment faces, mean-pooled)."""
+        if embeddings.dim() == 3:
+            embeddings = embeddings.mean(1)
+        return self.net(F.normalize(embeddings, dim=-1))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.raw(embeddings) * self.scale
+
+
+class HyperModel(torch.nn.Module):
+    """Generator + f's shared slices."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = Generator(config)
+        self.shared = torch.nn.ParameterDict()
+        shapes = dict(spec.SLICES)
+        for name in config.shared:
+            scale = _init_scale(name, shapes[name])
+            init = torch.randn(shapes[name]) * scale if name.endswith(".weight") else torch.zeros(shapes[name])
+            self.shared[name.replace(".", "_")] = torch.nn.Parameter(init)
+
+    def shared_params(self) -> dict[str, torch.Tensor]:
+        return {name: self.shared[name.replace(".", "_")] for name in self.config.shared}
+
+    def theta(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Generated slices for each enrollment (B x n_generated)."""
+        return self.generator(embeddings)
+
+    def score(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """f(x_i; theta_i): B logits."""
+        params = dict(self.shared_params())
+        params.update(unflatten(theta, self.config.generated))
+        return verifier_forward(x, params)
+
+    def score_matrix(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """All pairs: A enrollments x B probes, when only the head is generated (shared trunk)."""
+        if self.config.generate != "head":
+            raise ValueError("score_matrix needs generate='head' (a shared trunk)")
+        head = unflatten(theta, self.config.generated)
+        feats = features(x, self.shared_params())
+        return head["head.weight"][:, 0] @ feats.T + head["head.bias"]
+
+    def full_theta(self, generated: torch.Tensor) -> torch.Tensor:
+        """The complete flat theta (all slices, spec order) for one user's generated slices."""
+        parts = dict(self.shared_params())
+        parts.update(unflatten(generated, self.config.generated))
+        return torch.cat([parts[n].reshape(-1) for n in spec.SLICE_NAMES])
+
+
+def save_model(model: HyperModel, path: Path, extra: dict, half: bool = False) -> None:
+    """Atomic checkpoint with its config; ``half`` stores fp16 weights (the committed default)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "config": dataclasses.asdict(model.config),
+               "layout_hash": spec.layout_hash(model.config.generated), "state": state, "extra": extra}
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
+
+
+def load_model(path: str | Path) -> tuple[HyperModel, dict]:
+    """(model in eval mode, the checkpoint's extra dict); refuses other formats and layouts."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise HyperverifyError(f"{path}: no such model file") from None
+    except Exception as err:  # torch raises many types for a bad file; all mean "not a model"
+        raise HyperverifyError(f"{path}: not a hyperverify model ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise HyperverifyError(f"{path}: unsupported model format (expected {MODEL_FORMAT})")
+    config = ModelConfig(**payload["config"])
+    if payload["layout_hash"] != spec.layout_hash(config.generated):
+        raise HyperverifyError(f"{path}: trained for another verifier layout ({payload['layout_hash']})")
+    model = HyperModel(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()})
+    model.eval()
+    return model, payload["extra"]
+
+
+def model_version(model: HyperModel) -> str:
+    """Content hash of the weights (fp16-rounded so the committed fp16 copy keeps the same version).
+
+    User files carry it: a user's generated head is only meaningful with the shared trunk it was
+    generated for, so a runtime refuses weights from another model version.
+    """
+    digest = hashlib.sha256(spec.layout_hash(model.config.generated).encode())
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float16).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,53 @@
+"""The training recipe shared by ``hyperverify train`` and the benchmarks: which people train,
+which calibrate the threshold, which are held out for testing.
+
+Training people: all of celeba940 plus the LFW people of ``train_folds`` (View 2 folds, from
+people.txt). The threshold is calibrated on the LFW people of ``calibration_folds``. The model
+records the folds it never trained on (``test_folds``), and the scorer refuses any other fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from hyperverify.sdk.calibrate import calibrate
+from hyperverify.sdk.datasets import data_root, open_dataset, read_fold_people
+from hyperverify.sdk.hypernet import HyperModel, ModelConfig, model_version, save_model
+from hyperverify.sdk.prepare import PreparedSet, prepare
+from hyperverify.sdk.sampling import build_trainset
+from hyperverify.sdk.train import TrainConfig, train
+
+DEFAULT_FAR = 1e-3
+
+
+def load_sets(root: Path | None = None, workers: int | None = None, progress: bool = True) -> tuple[PreparedSet, PreparedSet]:
+    """(LFW, celeba940) prepared (cached after the first run)."""
+    root = root or data_root()
+    lfw = prepare(open_dataset(root / "lfw", "lfw"), workers=workers, progress=progress)
+    celeba = prepare(open_dataset(root / "celeba940", "aligned"), workers=workers, progress=progress)
+    return lfw, celeba
+
+
+def fold_people(root: Path | None = None) -> list[set[str]]:
+    return [set(p) for p in read_fold_people((root or data_root()) / "lfw" / "people.txt")]
+
+
+def train_recipe(lfw: PreparedSet, celeba: PreparedSet, folds: list[set[str]], train_folds: list[int],
+                 calibration_folds: list[int], model_config: ModelConfig, train_config: TrainConfig,
+                 out_dir: Path, far: float = DEFAULT_FAR, monitor=None, progress: bool = True) -> tuple[HyperModel, dict]:
+    overlap = set(train_folds) & set(calibration_folds)
+    if overlap:
+        raise ValueError(f"folds {sorted(overlap)} are both training and calibration folds")
+    people = set().union(*(folds[k] for k in train_folds)) if train_folds else set()
+    data = build_trainset([(celeba, None)] + ([(lfw, people)] if people else []))
+    extra = {"train_folds": train_folds, "calibration_folds": calibration_folds,
+             "test_folds": [k for k in range(len(folds)) if k not in train_folds],
+             "train_images": len(data), "train_identities": len(data.names)}
+    model, history = train(data, model_config, train_config, out_dir, monitor=monitor, progress=progress, extra=extra)
+    calibration_people = set().union(*(folds[k] for k in calibration_folds))
+    threshold, rates = calibrate(model, lfw, calibration_people, far)
+    extra.update(threshold=threshold, target_far=far, calibration=rates, history=history,
+                 train_config=dataclasses.asdict(train_config), model_version=model_version(model))
+    save_model(model, out_dir / "model.pt", extra)
+    return model, extra
