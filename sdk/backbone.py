@@ -6,7 +6,7 @@ BatchNormalization, PRelu, Gemm, ...) in torch, so that training, enrollment and
 onnxruntime and gradients/devices work as for any module. Parity with onnxruntime is a test.
 
 Input: RGB crops aligned by ``hyperverify.runtime.faces``, pixel values 0..255 (SFace's graph
-does its own ``(x - 127.5) / 128``). Feeding BGR silently costs accuracy: there is a test.
+applies its own mean and scale). Feeding BGR silently costs accuracy: there is a test.
 """
 
 from __future__ import annotations

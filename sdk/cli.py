@@ -189,6 +189,146 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_sdk_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, help="trained model (default: the committed default model)")
+    p.add_argument("--out", type=Path, default=Path("build/sdk"), help="bundle folder (replaced atomically)")
+    p.add_argument("--signing-key", type=Path,
+                   help="Ed25519 private key (PEM) whose public half devices will require on user files; "
+                        "created (mode 0600) if the path does not exist. Without it the bundle accepts unsigned files")
+    p.add_argument("--no-coreml", action="store_true", help="skip the Core ML package")
+
+
+@command("build-sdk", _build_sdk_args)
+def _build_sdk(args: argparse.Namespace) -> int:
+    """Build the SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
+    from hyperverify.converters.bundle import BundleInputs, build_bundle
+    from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
+    from hyperverify.sdk.hypernet import model_version
+    from hyperverify.sdk.signing import load_private_key, new_private_key, public_raw
+
+    model_path = args.model or DEFAULT_MODEL
+    model, extra = load_default(model_path)
+    public = b""
+    if args.signing_key:
+        key = load_private_key(args.signing_key) if args.signing_key.exists() else new_private_key(args.signing_key)
+        public = public_raw(key)
+    inputs = BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
+                          model_version(model), float(extra["threshold"]), float(extra["target_far"]),
+                          model_path.read_bytes(), public, coreml=not args.no_coreml)
+    manifest = build_bundle(inputs, args.out)
+    total = sum((args.out / f).stat().st_size for f in manifest.files)
+    print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
+          f"threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}); "
+          f"{'signed user files required' if public else 'unsigned user files accepted'}")
+    return 0
+
+
+def _export_user_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", type=Path, help="one or more photos of the user")
+    p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
+    p.add_argument("--out", type=Path, required=True, help="folder for the user's files")
+    p.add_argument("--user-id", default="owner")
+    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) matching the bundle's public key")
+    p.add_argument("--no-coreml", action="store_true", help="only the .hvu weights files")
+
+
+@command("export-user", _export_user_args)
+def _export_user(args: argparse.Namespace) -> int:
+    """Enroll a user against a bundle and render their files for both platforms."""
+    from hyperverify.sdk.export_user import export_user
+
+    written = export_user(args.images, args.bundle, args.out, args.user_id, args.signing_key, not args.no_coreml)
+    for path in written:
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+        print(f"{path}  {size / 1024:.1f} KiB")
+    return 0
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", type=Path, help="photos or camera frames to verify")
+    p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
+    p.add_argument("--user", type=Path, required=True, help="the user's .hvu weights file")
+
+
+@command("verify", _verify_args)
+def _verify(args: argparse.Namespace) -> int:
+    """Run the on-device runtime on images: one line per image with the decision, reason and score."""
+    from hyperverify.runtime import load
+    from hyperverify.runtime.image_io import read_image
+
+    verifier = load(args.bundle, args.user)
+    accepted = 0
+    for path in args.images:
+        result = verifier.verify(read_image(path), color_order="rgb")
+        accepted += result.accepted
+        score = "" if result.score is None else f" score={result.score:+.3f}"
+        print(f"{path}: {result.reason}{score}")
+    return 0 if accepted else 1
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
+    p.add_argument("--user", type=Path, help="user file (default: enroll an LFW person into the bundle's folder)")
+    p.add_argument("--calls", type=int, default=2000, help="calls per run for the fast paths")
+    p.add_argument("--repeats", type=int, default=5, help="runs; the report gives the median and spread")
+    p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp/hyperverify_cli"),
+                   help="the C++ runtime's CLI, timed too when it exists")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
+
+
+@command("bench", _bench_args)
+def _bench(args: argparse.Namespace) -> int:
+    """Time f (eager, ExecuTorch, C++), the SFace alternative, a 640x480 frame end to end, loading, memory."""
+    from hyperverify.runtime.user_file import write_user_file
+    from hyperverify.sdk.bench import markdown, run_bench, write
+    from hyperverify.sdk.datasets import data_root
+    from hyperverify.sdk.enroll import enroll, load_default
+
+    person = data_root() / "lfw" / "images" / "George_W_Bush"
+    images = sorted(person.glob("*.jpg"))
+    if len(images) < 41:
+        raise HyperverifyError(f"{person}: LFW images needed for the benchmark frames")
+    user = args.user
+    if user is None:
+        model, extra = load_default(args.bundle / "server" / "enrollment-model.pt")
+        user = args.bundle.parent / "bench-user.hvu"
+        write_user_file(user, enroll(images[:1], model, extra, user_id="bench"))
+    report = run_bench(args.bundle, user, images[1:41], args.calls, args.repeats, args.cpp_cli)
+    write(report, args.out)
+    print(markdown(report))
+    return 0
+
+
+def _app_args(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Open the printed URL in a browser (Chromium, Firefox) on this machine: enroll from photos or camera "
+                "frames, then press Unlock. Without a camera, --source plays images, for example "
+                "--source ../shared/data/lfw/images/George_W_Bush. The server listens on 127.0.0.1 only.")
+    p.add_argument("--bundle", type=Path,
+                   help="SDK bundle from build-sdk; when omitted, one is built from --model into STATE_DIR/bundle "
+                        "(no Core ML) and rebuilt when the model changes")
+    p.add_argument("--model", type=Path, help="trained model for the automatic bundle; when omitted, the committed model")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--source", type=Path,
+                   help="no camera: play this folder of images (sorted by name) or .y4m video on the page instead")
+    p.add_argument("--state-dir", type=Path, default=Path.home() / ".local" / "state" / "hyperverify" / "app",
+                   help="where the bundle and the enrolled user's .hvu file are kept")
+    p.add_argument("--lockout-seconds", type=float, default=30.0,
+                   help="how long 5 failed attempts in a row lock the screen")
+    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) when the bundle requires signed user files")
+    p.add_argument("--reset", action="store_true", help="forget the enrolled user before starting")
+
+
+@command("app", _app_args)
+def _app(args: argparse.Namespace) -> int:
+    """Run the unlock-screen prototype: a local web page with camera, enrollment and lock screen."""
+    from hyperverify.sample_app.server import serve
+
+    if args.lockout_seconds <= 0:
+        raise HyperverifyError("--lockout-seconds must be positive")
+    return serve(args.bundle, args.state_dir, port=args.port, source=args.source, model=args.model,
+                 lockout_seconds=args.lockout_seconds, signing_key=args.signing_key, reset=args.reset)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperverify",

@@ -1,0 +1,95 @@
+"""The SDK bundle: everything an app developer integrates, built in one go and written atomically.
+
+    bundle/
+      manifest.json                     spec, threshold, versions, public key, sha256 of every file
+      verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
+      verifier-portable.pte             the same without delegation (any ExecuTorch build)
+      coreml/verifier-shared-ios17.mlpackage   Core ML, the user's slices as inputs (iOS 17+)
+      server/enrollment-model.pt        the enrollment model (backend only: never ship in an app)
+      docs/                             integration guides for iOS and Android
+
+The bundle is built in a temporary sibling folder and renamed into place, so a crash never leaves
+a half-built bundle; the same inputs give the same bytes (checked by a test).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hyperverify.converters.executorch_export import export_program
+from hyperverify.converters.torch_verifier import SharedVerifier
+from hyperverify.runtime import spec
+from hyperverify.runtime.manifest import MANIFEST_NAME, Manifest, sha256_bytes
+from hyperverify.runtime.user_file import FORMAT_VERSION
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+GUIDES = ("integration-ios.md", "integration-android.md")
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    shared: dict[str, torch.Tensor]
+    generated: tuple[str, ...]
+    model_version: str
+    threshold: float
+    target_far: float
+    enrollment_model: bytes
+    public_key: bytes = b""  # 32 raw Ed25519 bytes, or empty for an unsigned deployment
+    coreml: bool = True
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished folder into place; an existing target is swapped out, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def build_bundle(inputs: BundleInputs, target: Path) -> Manifest:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        module = SharedVerifier(inputs.shared, inputs.generated)
+        programs = {"executorch-xnnpack": "verifier-xnnpack.pte", "executorch-portable": "verifier-portable.pte"}
+        export_program(module, inputs.model_version, staging / programs["executorch-xnnpack"], "xnnpack")
+        export_program(module, inputs.model_version, staging / programs["executorch-portable"], "portable")
+        if inputs.coreml:
+            from hyperverify.converters.coreml_export import shared_package
+
+            programs["coreml-shared"] = "coreml/verifier-shared-ios17.mlpackage"
+            (staging / "coreml").mkdir()
+            shared_package(inputs.shared, inputs.generated, staging / programs["coreml-shared"],
+                           metadata={"model_version": inputs.model_version, "threshold": f"{inputs.threshold:.6f}"})
+        (staging / "server").mkdir()
+        (staging / "server" / "enrollment-model.pt").write_bytes(inputs.enrollment_model)
+        (staging / "docs").mkdir()
+        for guide in GUIDES:
+            shutil.copyfile(DOCS / guide, staging / "docs" / guide)
+        files = {p.relative_to(staging).as_posix(): sha256_bytes(p.read_bytes())
+                 for p in sorted(staging.rglob("*")) if p.is_file()}
+        from importlib.metadata import version
+
+        manifest = Manifest(
+            model_version=inputs.model_version, layout_hash=spec.layout_hash(inputs.generated),
+            generated=[n for n in spec.SLICE_NAMES if n in inputs.generated], threshold=inputs.threshold,
+            target_far=inputs.target_far, public_key=inputs.public_key.hex(),
+            require_signature=bool(inputs.public_key), files=files, programs=programs,
+            versions={"user_file_format": FORMAT_VERSION, "executorch": version("executorch"),
+                      "coremltools": version("coremltools"), "torch": version("torch").split("+")[0]})
+        (staging / MANIFEST_NAME).write_text(manifest.to_json())
+        replace_dir(staging, target)
+        return manifest
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

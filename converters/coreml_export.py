@@ -1,0 +1,369 @@
+"""f -> Core ML: a per-user ML program with every weight baked in (iOS 16+), and one shared ML
+program with the user's slices as inputs (iOS 17+).
+
+Why two: Core ML accepts weights as *inputs* only from iOS 17 (for iOS 16 a convolution's bias must
+be a constant), and swapping ``weight.bin`` between users is wrong because small tensors (the head's
+bias) live inline in the model file (DESIGN section 2). So an iOS 16 app gets a complete package
+rendered per user from the user's weights file; an iOS 17+ app ships the shared package once and
+feeds the user's slices (``head_weight`` (1, 384), ``head_bias`` (1,), ...) next to ``x``.
+
+Stages, as in the ExecuTorch exporter: trace -> convert (precision set explicitly: ML programs
+default to fp16) -> stamp metadata -> serialise into a staging folder -> verify -> swap into place.
+Prediction needs macOS, so the verify stage reads the *saved* package back with coremltools'
+milproto loader and evaluates the MIL program with a small numpy reference (``run_package``) for
+the few ops f lowers to; the package is moved into place only if it reproduces eager PyTorch. An op
+outside that set fails the export loudly rather than writing an unchecked package.
+
+Every package carries the spec in ``user_defined_metadata`` (``layout_hash``, ``model_version``,
+``input_size``, ``pixel_mean``, ``pixel_scale``, ``precision``; per user also ``user_id`` and
+``threshold``) so an app can refuse a mismatch. The input ``x`` is (1, 3, 64, 64) float32, already
+normalised (``spec.to_input``); the output ``logit`` is (1,).
+
+Determinism: coremltools 9.0 alone does not give the same bytes twice. ``model.mlmodel`` is
+serialised with protobuf maps in an order that differs between processes, the metadata carries
+the conversion date, and ``Manifest.json`` names its items with random UUIDs. We therefore drop
+the conversion date, re-serialise the spec with sorted maps (the same message; the verify stage
+reads the rewritten file back) and name the manifest's items with name-based UUIDs; ``weight.bin``
+is already deterministic. With that, the same inputs give the same bytes in every file of the
+package, across processes (tested), for the same coremltools, torch and protobuf versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import coremltools as ct
+import numpy as np
+import torch
+from coremltools.converters.mil.frontend.milproto import load as _milproto
+from coremltools.converters.mil.mil import types as _mil_types
+
+from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
+from hyperverify.runtime import spec
+
+PRECISIONS = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
+
+TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (5e-2, 1e-2)}
+"""Verify stage, (atol, rtol) on logits against eager fp32 PyTorch.
+
+fp32: the reference evaluates every op exactly and rounds to fp32, so only summation order differs
+(measured 2e-7 for |logit| < 1, 9e-6 for |logit| ~8).
+fp16: every weight and activation is rounded to fp16 (unit roundoff 2^-11 = 4.9e-4, about 3
+significant digits); through four convolutions and a 384-term dot product the logit drifts by a
+few units of that relative to the sum of the magnitudes of its terms, not to the logit itself, so
+a logit near 0 can carry the error of its large terms. Measured: 1e-3 for |logit| < 1, 1.1e-2 to
+1.8e-2 for |logit| up to 8-17 (a trained verifier's range); 5e-2 + 1e-2 x |logit| leaves a 2-3x
+margin. A device that also accumulates in fp16 (the Neural Engine may) can drift further: the
+price of fp16, and why the fp32 package exists.
+"""
+
+SPEC_KEYS = ("layout_hash", "input_size", "pixel_mean", "pixel_scale", "precision")
+"""Metadata keys owned by the spec and this module; a caller's value must agree with ours."""
+
+_DROPPED_METADATA = ("com.github.apple.coremltools.conversion_date",)  # changes daily: breaks determinism
+_UUID_NAMESPACE = uuid.UUID("6b1f6d2e-8a51-4f5e-9a0c-6e8f3c1d2b7a")  # fixed: manifest item identifiers
+
+
+def input_name(slice_name: str) -> str:
+    """A generated slice's Core ML input name: ``head.weight`` -> ``head_weight``."""
+    return slice_name.replace(".", "_")
+
+
+def user_package(shared: dict[str, torch.Tensor], theta: np.ndarray, generated: tuple[str, ...], path: Path,
+                 precision: str = "float32", *, metadata: dict[str, str]) -> Path:
+    """A complete ML program for one user (iOS 16+): shared slices and this user's ``theta`` baked in.
+
+    ``theta`` holds exactly the ``generated`` slices (the user file's vector); ``metadata`` must give
+    ``model_version``, ``user_id`` and ``threshold`` (the user's decision threshold on ``logit``).
+    Returns ``path`` (an ``.mlpackage`` folder), replaced atomically if it exists.
+    """
+    _require(metadata, ("model_version", "user_id", "threshold"))
+    generated = _ordered(generated)
+    theta = np.asarray(theta, dtype=np.float32).reshape(-1)
+    if theta.size != spec.parameter_count(generated):
+        raise ValueError(f"theta has {theta.size} values, the generated slices {generated} need "
+                         f"{spec.parameter_count(generated)}")
+    params = {n: shared[n].detach().float() for n in spec.SLICE_NAMES if n not in generated}
+    params.update(unflatten(torch.from_numpy(theta.copy()), generated))
+    module = SharedVerifier(params, generated=())  # every slice a constant: no user inputs
+    description = f"hyperverify face verifier for user {metadata['user_id']} ({precision}): logit > threshold accepts"
+    return _export(module, generated, path, precision, ct.target.iOS16, metadata, description)
+
+
+def shared_package(shared: dict[str, torch.Tensor], generated: tuple[str, ...], path: Path,
+                   metadata: dict[str, str]) -> Path:
+    """One fp32 ML program for every user (iOS 17+): the user's slices are inputs after ``x``.
+
+    Inputs: ``x`` (1, 3, 64, 64) and, in the spec's slice order, one input per generated slice named
+    by ``input_name`` with the slice's shape. ``metadata`` must give ``model_version``.
+    """
+    _require(metadata, ("model_version",))
+    module = SharedVerifier(shared, _ordered(generated))
+    description = "hyperverify face verifier, shared by all users: feed the user's slices as inputs"
+    return _export(module, module.generated, path, "float32", ct.target.iOS17, metadata, description)
+
+
+def package_metadata(path: Path) -> dict[str, str]:
+    """The ``user_defined_metadata`` of a saved package (readable on any OS)."""
+    return dict(ct.utils.load_spec(str(path)).description.metadata.userDefined)
+
+
+def run_package(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Evaluate a saved package's MIL program with the numpy reference (no macOS needed).
+
+    Each op is computed in float64 from its inputs and rounded to the dtype the program declares
+    for its output, so an fp16 package sees fp16 weights and activations, as on a device that keeps
+    fp16 tensors with wider accumulation. Only the ops f lowers to are implemented.
+    """
+    path = Path(path)
+    model_spec = ct.utils.load_spec(str(path))
+    program = _milproto.load(model_spec, specification_version=model_spec.specificationVersion,
+                             file_weights_dir=str(_item_path(path, "weights")))
+    function = program.functions["main"]
+    values: dict[str, np.ndarray] = {}
+    for name, var in function.inputs.items():
+        if name not in inputs:
+            raise ValueError(f"{path}: missing input {name!r}")
+        value = np.asarray(inputs[name], dtype=_np_dtype(var))
+        if value.shape != tuple(var.shape):
+            raise ValueError(f"{path}: input {name!r} has shape {value.shape}, expected {tuple(var.shape)}")
+        values[name] = value
+    for op in function.operations:
+        if op.op_type == "const":
+            values[op.outputs[0].name] = np.asarray(op.outputs[0].val)
+            continue
+        kernel = _KERNELS.get(op.op_type)
+        if kernel is None:
+            raise NotImplementedError(f"{path}: op {op.op_type!r} ({op.name}) is not in the numpy reference")
+        args = {}
+        for key, var in op.inputs.items():
+            if isinstance(var, (list, tuple)):
+                raise NotImplementedError(f"{path}: op {op.op_type!r} takes a variadic input {key!r}")
+            args[key] = values[var.name] if var.name in values else np.asarray(var.val)
+        out = op.outputs[0]
+        result = np.asarray(kernel(**args)).astype(_np_dtype(out))
+        if result.shape != tuple(out.shape):
+            raise RuntimeError(f"{path}: {op.op_type} {op.name} gave shape {result.shape}, "
+                               f"the program says {out.shape}")
+        values[out.name] = result
+    return {var.name: values[var.name] for var in function.outputs}
+
+
+def check_package(path: Path, module: SharedVerifier, precision: str, samples: int = 3, seed: int = 0) -> float:
+    """Verify stage: the saved package must reproduce eager PyTorch on random face-range inputs.
+
+    Inputs are random uint8 images through ``spec.to_input`` (the values a device feeds) and, for
+    a shared package, random user slices at the scale of a generated slice. Returns the largest
+    absolute error; raises RuntimeError if it is outside ``TOLERANCES[precision]``.
+    """
+    atol, rtol = TOLERANCES[precision]
+    rng = np.random.default_rng(seed)
+    shapes = dict(spec.SLICES)
+    worst = 0.0
+    for _ in range(samples):
+        x = spec.to_input(rng.integers(0, 256, (1, spec.INPUT_SIZE, spec.INPUT_SIZE, spec.INPUT_CHANNELS), np.uint8))
+        slices = [(rng.standard_normal(shapes[n]) * 0.05).astype(np.float32) for n in module.generated]
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x), *map(torch.from_numpy, slices)).numpy()
+        feeds = {"x": x, **{input_name(n): s for n, s in zip(module.generated, slices)}}
+        got = run_package(path, feeds)["logit"].astype(np.float32)
+        worst = max(worst, float(np.abs(got - expected).max()))
+        if not np.allclose(got, expected, atol=atol, rtol=rtol):
+            raise RuntimeError(f"{path}: Core ML program differs from eager PyTorch by {worst:.2e} "
+                               f"(tolerance {atol} + {rtol} x |logit|, {precision})")
+    return worst
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, precision: str, target: ct.target,
+            metadata: dict[str, str], description: str) -> Path:
+    """``generated`` names the layout (the user file's slices), even when the module bakes them in."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    path = Path(path)
+    if path.suffix != ".mlpackage":
+        raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
+    mlmodel = _convert(module.eval(), precision, target)
+    _stamp(mlmodel, generated, module.generated, precision, metadata, description)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging_root = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    try:
+        staging = staging_root / path.name
+        mlmodel.save(str(staging))
+        _make_deterministic(staging)
+        check_package(staging, module, precision)
+        _fsync_tree(staging)
+        _replace_dir(staging, path, staging_root)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+    return path
+
+
+def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.models.MLModel:
+    shapes = dict(spec.SLICES)
+    x = torch.zeros(1, spec.INPUT_CHANNELS, spec.INPUT_SIZE, spec.INPUT_SIZE)
+    example = (x, *(torch.zeros(shapes[n]) for n in module.generated))
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example)
+    inputs = [ct.TensorType(name="x", shape=tuple(x.shape), dtype=np.float32)]
+    inputs += [ct.TensorType(name=input_name(n), shape=shapes[n], dtype=np.float32) for n in module.generated]
+    return ct.convert(traced, convert_to="mlprogram", minimum_deployment_target=target,
+                      compute_precision=PRECISIONS[precision], inputs=inputs,
+                      outputs=[ct.TensorType(name="logit")])
+
+
+def _stamp(mlmodel: ct.models.MLModel, generated: tuple[str, ...], inputs: tuple[str, ...], precision: str,
+           metadata: dict[str, str], description: str) -> None:
+    ours = {"layout_hash": spec.layout_hash(generated), "input_size": str(spec.INPUT_SIZE),
+            "pixel_mean": repr(spec.PIXEL_MEAN), "pixel_scale": repr(spec.PIXEL_SCALE), "precision": precision}
+    for key in SPEC_KEYS:
+        if key in metadata and str(metadata[key]) != ours[key]:
+            raise ValueError(f"metadata {key}={metadata[key]!r} contradicts the spec ({ours[key]!r})")
+    user = mlmodel.user_defined_metadata
+    for key in _DROPPED_METADATA:
+        if key in user:
+            del user[key]
+    for key, value in {**{k: str(v) for k, v in metadata.items()}, **ours}.items():
+        user[key] = value
+    mlmodel.short_description = description
+    mlmodel.version = str(metadata["model_version"])
+    mlmodel.input_description["x"] = (f"aligned face, 1x{spec.INPUT_CHANNELS}x{spec.INPUT_SIZE}x{spec.INPUT_SIZE} "
+                                      "RGB, (pixel - pixel_mean) * pixel_scale")
+    for name in inputs:
+        mlmodel.input_description[input_name(name)] = f"the user's {name} slice, from their weights file"
+    mlmodel.output_description["logit"] = "verification score: above the user's threshold means the owner"
+
+
+def _make_deterministic(package: Path) -> None:
+    """Sorted protobuf maps in the model file, name-based UUIDs in the manifest (see module doc)."""
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    model_file = _item_path(package, "model.mlmodel", manifest)
+    model_spec = ct.utils.load_spec(str(package))
+    model_file.write_bytes(model_spec.SerializeToString(deterministic=True))
+    renamed = {old: str(uuid.uuid5(_UUID_NAMESPACE, f"{item['author']}/{item['name']}"))
+               for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+    ct.models.MLModel(str(package), skip_model_load=True)  # coremltools' own reader accepts the result
+
+
+def _item_path(package: Path, name: str, manifest: dict | None = None) -> Path:
+    """Where a package item (``model.mlmodel``, ``weights``) lives, as its manifest says."""
+    manifest = manifest if manifest is not None else json.loads((Path(package) / "Manifest.json").read_text())
+    for item in manifest["itemInfoEntries"].values():
+        if item["name"] == name:
+            return Path(package) / "Data" / item["path"]
+    raise FileNotFoundError(f"{package}: no item {name!r} in Manifest.json")
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _replace_dir(staging: Path, target: Path, scratch: Path) -> None:
+    """Move a finished package into place. A folder cannot be replaced in one rename, so an existing
+    target is first renamed into ``scratch`` (same filesystem; deleted by the caller). A reader sees
+    the old package, briefly none, or the new one: never a half-written one."""
+    if target.exists() or target.is_symlink():
+        os.replace(target, scratch / f"old-{target.name}")
+    os.replace(staging, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _require(metadata: dict[str, str], keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata must give {', '.join(missing)}")
+
+
+def _ordered(generated: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = set(generated) - set(spec.SLICE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown slices {sorted(unknown)}; the spec has {spec.SLICE_NAMES}")
+    return tuple(n for n in spec.SLICE_NAMES if n in generated)
+
+
+# -- numpy reference for the MIL ops f lowers to ----------------------------------------------------
+
+def _np_dtype(var) -> np.dtype:
+    return np.dtype(_mil_types.nptype_from_builtin(var.dtype))
+
+
+def _conv(x, weight, strides, pad_type, pad, dilations, groups, bias=None):
+    if np.any(np.asarray(dilations) != 1) or int(groups) != 1:
+        raise NotImplementedError(f"conv with dilations {dilations} / groups {groups}")
+    if pad_type == "valid":
+        pad = np.zeros(4, int)
+    elif pad_type != "custom":
+        raise NotImplementedError(f"conv pad_type {pad_type!r}")
+    top, bottom, left, right = (int(p) for p in pad)
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    kh, kw = weight.shape[2:]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::strides[0], ::strides[1]]
+    out = np.einsum("nchwij,ocij->nohw", windows, weight.astype(np.float64))
+    return out if bias is None else out + bias.astype(np.float64)[None, :, None, None]
+
+
+def _reshape(x, shape):
+    if np.any(np.asarray(shape) == 0):
+        raise NotImplementedError("reshape with a 0 (copy) dimension")
+    return np.reshape(x, tuple(int(s) for s in shape))
+
+
+def _linear(x, weight, bias=None):
+    out = x.astype(np.float64) @ weight.astype(np.float64).T
+    return out if bias is None else out + bias.astype(np.float64)
+
+
+def _matmul(x, y, transpose_x=False, transpose_y=False):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    return (np.swapaxes(x, -1, -2) if transpose_x else x) @ (np.swapaxes(y, -1, -2) if transpose_y else y)
+
+
+def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
+    rank = x.ndim
+    stride = np.ones(rank, int) if stride is None else stride
+    masks = [np.zeros(rank, bool) if m is None else np.asarray(m, bool) for m in (begin_mask, end_mask, squeeze_mask)]
+    index: list[int | slice] = []
+    for axis in range(rank):
+        if masks[2][axis]:
+            index.append(int(begin[axis]))
+            continue
+        start = None if masks[0][axis] else int(begin[axis])
+        stop = None if masks[1][axis] else int(end[axis])
+        index.append(slice(start, stop, int(stride[axis])))
+    return x[tuple(index)]
+
+
+_KERNELS: dict[str, Callable[..., np.ndarray]] = {
+    "conv": _conv,
+    "relu": lambda x: np.maximum(x.astype(np.float64), 0.0),
+    "reshape": _reshape,
+    "linear": _linear,
+    "matmul": _matmul,
+    "add": lambda x, y: x.astype(np.float64) + y.astype(np.float64),
+    "slice_by_index": _slice_by_index,
+    "cast": lambda x, dtype: x.astype(np.float64),  # rounding to ``dtype`` is the output's declared dtype
+}

@@ -1,0 +1,150 @@
+// See runner.h.
+#include "runner.h"
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <executorch/extension/threadpool/threadpool_guard.h>
+
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+
+#include "hyperverify.h"
+
+namespace hyperverify {
+
+using executorch::aten::ScalarType;
+using executorch::extension::TensorPtr;
+using executorch::extension::from_blob;
+using executorch::extension::module::Module;
+using executorch::extension::threadpool::NoThreadPoolGuard;
+using EtError = executorch::runtime::Error;
+using executorch::runtime::EValue;
+using executorch::runtime::Tag;
+
+namespace {
+
+std::string describe(EtError error) {
+  return "ExecuTorch error 0x" + [&] {
+    char text[16];
+    std::snprintf(text, sizeof text, "%x", static_cast<unsigned>(error));
+    return std::string(text);
+  }();
+}
+
+// Run a constant method (no inputs, one int output).
+Result<int64_t> constant(Module& module, const std::string& name) {
+  auto out = module.execute(name);
+  if (!out.ok())
+    return fail(HV_PROGRAM, "not a hyperverify program: constant method '" + name +
+                                "' cannot run (" + describe(out.error()) + ")");
+  if (out->size() != 1 || !(*out)[0].isInt())
+    return fail(HV_PROGRAM, "constant method '" + name + "' does not return one integer");
+  return (*out)[0].toInt();
+}
+
+}  // namespace
+
+struct Runner::State {
+  std::unique_ptr<Module> module;
+  std::vector<std::vector<float>> user;         // per-user input buffers
+  std::vector<TensorPtr> tensors;               // views on input_ and user (kept alive)
+  std::vector<EValue> inputs;                   // what forward receives
+};
+
+Runner::Runner(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Runner::~Runner() = default;
+
+Result<std::unique_ptr<Runner>> Runner::load(const std::string& pte_path) {
+  // The network runs on the calling thread: XNNPACK takes its pthreadpool when
+  // the delegate is initialised (load_method), and a null pool means "inline".
+  NoThreadPoolGuard no_pool;
+  if (std::FILE* file = std::fopen(pte_path.c_str(), "rb")) {
+    std::fclose(file);
+  } else {
+    return fail(HV_IO, pte_path + ": cannot open");
+  }
+  auto state = std::make_unique<State>();
+  state->module = std::make_unique<Module>(pte_path, Module::LoadMode::File);
+  Module& module = *state->module;
+  EtError error = module.load(executorch::runtime::Program::Verification::InternalConsistency);
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, pte_path + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+  error = module.load_method("forward");
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, pte_path + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+
+  auto layout = constant(module, "layout_hash");
+  if (!layout.ok()) return layout.error();
+  auto version = constant(module, "model_version");
+  if (!version.ok()) return version.error();
+  auto size = constant(module, "input_size");
+  if (!size.ok()) return size.error();
+  if (size.value() != HV_INPUT_SIZE)
+    return fail(HV_PROGRAM, "program takes " + std::to_string(size.value()) +
+                                "-pixel inputs, this runtime makes " + std::to_string(HV_INPUT_SIZE));
+
+  auto meta = module.method_meta("forward");
+  if (!meta.ok()) return fail(HV_PROGRAM, "forward has no metadata (" + describe(meta.error()) + ")");
+  if (meta->num_inputs() < 2 || meta->num_outputs() != 1)
+    return fail(HV_PROGRAM, "forward must take x and the user's slices and return one logit");
+  std::unique_ptr<Runner> runner(new Runner(std::move(state)));
+  State& s = *runner->state_;
+  runner->input_.assign(3 * HV_INPUT_SIZE * HV_INPUT_SIZE, 0.0f);
+  for (size_t i = 0; i < meta->num_inputs(); i++) {
+    auto tag = meta->input_tag(i);
+    auto info = meta->input_tensor_meta(i);
+    if (!tag.ok() || *tag != Tag::Tensor || !info.ok() || info->scalar_type() != ScalarType::Float)
+      return fail(HV_PROGRAM, "forward input " + std::to_string(i) + " is not a float tensor");
+    std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
+    size_t numel = std::accumulate(sizes.begin(), sizes.end(), size_t{1},
+                                   [](size_t a, int32_t b) { return a * static_cast<size_t>(b); });
+    float* data;
+    if (i == 0) {
+      const std::vector<executorch::aten::SizesType> x = {1, 3, HV_INPUT_SIZE, HV_INPUT_SIZE};
+      if (sizes != x) return fail(HV_PROGRAM, "forward input 0 is not (1, 3, 64, 64)");
+      data = runner->input_.data();
+    } else {
+      s.user.emplace_back(numel, 0.0f);
+      data = s.user.back().data();
+    }
+    s.tensors.push_back(from_blob(data, std::move(sizes), ScalarType::Float));
+  }
+  for (const TensorPtr& tensor : s.tensors) s.inputs.emplace_back(*tensor);
+  runner->layout_hash_ = layout.value();
+  runner->model_version_ = version.value();
+  runner->input_size_ = size.value();
+  return runner;
+}
+
+size_t Runner::user_value_count() const {
+  size_t total = 0;
+  for (const auto& slice : state_->user) total += slice.size();
+  return total;
+}
+
+Status Runner::set_user_values(const std::vector<float>& theta) {
+  if (theta.size() != user_value_count())
+    return fail(HV_LAYOUT, "user file holds " + std::to_string(theta.size()) +
+                               " values, the program needs " + std::to_string(user_value_count()));
+  size_t offset = 0;
+  for (auto& slice : state_->user) {
+    std::memcpy(slice.data(), theta.data() + offset, slice.size() * sizeof(float));
+    offset += slice.size();
+  }
+  return Ok{};
+}
+
+Result<float> Runner::forward() {
+  NoThreadPoolGuard no_pool;
+  auto out = state_->module->execute("forward", state_->inputs);
+  if (!out.ok()) return fail(HV_PROGRAM, "forward failed (" + describe(out.error()) + ")");
+  if (out->size() != 1 || !(*out)[0].isTensor())
+    return fail(HV_PROGRAM, "forward did not return one tensor");
+  const auto& tensor = (*out)[0].toTensor();
+  if (tensor.scalar_type() != ScalarType::Float || tensor.numel() != 1)
+    return fail(HV_PROGRAM, "forward did not return one float logit");
+  return tensor.const_data_ptr<float>()[0];
+}
+
+}  // namespace hyperverify

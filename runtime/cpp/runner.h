@@ -1,0 +1,56 @@
+// The shared verifier program (.pte from converters/executorch_export.py),
+// run through ExecuTorch's Module facade.
+//
+// Inputs of "forward": x (1,3,64,64) float32, then the per-user slices of
+// theta in spec order (for generate="head": head.weight (1,384), head.bias (1,)).
+// Constant methods: layout_hash, model_version (int64 of a 16-hex hash) and
+// input_size. The Module owns the Program, which therefore outlives every
+// Method it runs. Not thread-safe (neither is Module).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace hyperverify {
+
+class Runner {
+ public:
+  // Load the program and its forward method; HV_IO when the file cannot be
+  // read, HV_PROGRAM for anything that is not a loadable verifier program.
+  static Result<std::unique_ptr<Runner>> load(const std::string& pte_path);
+
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  int64_t layout_hash() const { return layout_hash_; }
+  int64_t model_version() const { return model_version_; }
+  int64_t input_size() const { return input_size_; }
+  // Number of theta values the per-user inputs take, in total.
+  size_t user_value_count() const;
+
+  // Copy a user's flat theta into the per-user inputs (split by their shapes).
+  Status set_user_values(const std::vector<float>& theta);
+
+  // The input buffer (3 * input_size^2 floats, CHW) that forward() reads.
+  float* input() { return input_.data(); }
+
+  // Run forward on input(); returns the logit.
+  Result<float> forward();
+
+ private:
+  struct State;
+  explicit Runner(std::unique_ptr<State> state);
+
+  std::unique_ptr<State> state_;
+  std::vector<float> input_;
+  int64_t layout_hash_ = 0;
+  int64_t model_version_ = 0;
+  int64_t input_size_ = 0;
+};
+
+}  // namespace hyperverify

@@ -1,0 +1,53 @@
+// The per-user weights file (.hvu) reader: the C++ twin of runtime/user_file.py.
+//
+// Same layout, same checks, same order, same reason codes, so that one set of
+// test vectors (tests/vectors/) is refused identically by both readers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace hyperverify {
+
+constexpr size_t kHeaderSize = 96;
+constexpr size_t kChecksumSize = 32;
+constexpr size_t kSignatureSize = 64;
+constexpr uint16_t kFormatVersion = 1;
+constexpr uint32_t kMaxCount = 20681;  // spec.parameter_count(): every slice of theta
+constexpr size_t kLayoutHashSize = 16;
+
+struct UserWeights {
+  std::vector<float> theta;  // fp32 (fp16 files converted exactly)
+  float threshold = 0.0f;
+  std::string layout_hash;   // 16 ASCII hex digits
+  std::string model_version;
+  std::string user_id;
+  bool float16 = false;
+  bool is_signed = false;
+};
+
+struct DecodeOptions {
+  const uint8_t* public_key = nullptr;  // Ed25519, 32 raw bytes, or null
+  bool require_signature = false;
+  std::optional<std::string> expected_layout;  // the program's layout hash
+};
+
+// Parse and validate; the error names the first problem found.
+Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
+                                     const DecodeOptions& options);
+
+// Read a whole file (HV_IO when it cannot be read).
+Result<std::vector<uint8_t>> read_file(const std::string& path);
+
+// IEEE 754 binary16 -> binary32 (exact for every value, NaN payloads kept).
+float half_to_float(uint16_t half);
+
+// A 16-hex-digit hash as stored in constant methods (hash_to_int) and back.
+std::string int_to_hash(int64_t value);
+
+}  // namespace hyperverify

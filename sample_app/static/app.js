@@ -1,0 +1,184 @@
+// The phone's side of the prototype: show the camera, send one JPEG frame per unlock attempt,
+// draw the lock screen from the server's answers. No build step, no libraries.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const TITLES = {not_enrolled: "No face enrolled", locked: "Locked", unlocked: "Unlocked", locked_out: "Locked out"};
+const canvas = document.createElement("canvas");
+let status = null, lockedUntil = 0, countdownTimer = null;
+let sourceIndex = 0, sourceTimer = null;
+
+async function api(path, options) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    return {error: "The app server cannot be reached (" + err.message + "). Is `hyperverify app` still running?"};
+  }
+  try {
+    return await response.json();
+  } catch (err) {
+    return {error: "The server answered " + response.status + " without a readable reply."};
+  }
+}
+
+function say(id, text, isError) {
+  $(id).textContent = text || "";
+  $(id).className = isError ? "error" : "";
+}
+
+function render(reply) {
+  if (reply.state) status = reply;
+  if (!status) { say("message", reply.error, true); return; }
+  const state = status.state;
+  $("lock-screen").dataset.state = state;
+  $("lock-title").textContent = TITLES[state] || state;
+  $("unlock").hidden = state === "unlocked";
+  $("unlock").disabled = state === "not_enrolled" || state === "locked_out";
+  $("lock-again").hidden = state !== "unlocked";
+  $("forget").disabled = !status.enrolled;
+  $("enroll-state").textContent = status.enrolled
+    ? "Enrolled: " + status.user_id + (state === "unlocked" ? "." : ". Unlock to change or delete the face.")
+    : "Nobody is enrolled: upload photos of one face, or take camera frames.";
+  $("d-failures").textContent = status.failures + " of " + status.max_failures;
+  $("d-time").textContent = status.median_decision_ms === null ? "–"
+    : (reply.decision ? reply.decision.decision_ms.toFixed(0) + " ms, " : "") +
+      "median " + status.median_decision_ms.toFixed(0) + " ms over " + status.frames_timed + " frames";
+  $("notice").hidden = !status.notice;
+  $("notice").textContent = status.notice;
+  if (reply.decision) {
+    const d = reply.decision;
+    $("decision").dataset.reason = d.reason;
+    $("d-reason").textContent = d.reason.replaceAll("_", " ");
+    $("d-score").textContent = d.score === null ? "– (no face verified)"
+      : d.score.toFixed(2) + (d.score >= d.threshold ? " ≥ " : " < ") + "threshold " + d.threshold.toFixed(2);
+    say("message", d.message, !d.accepted);
+  }
+  if (reply.error) say("message", reply.error, true);
+  startCountdown(status.locked_for);
+}
+
+function startCountdown(seconds) {
+  clearInterval(countdownTimer);
+  $("countdown").hidden = !(seconds > 0);
+  if (!(seconds > 0)) return;
+  lockedUntil = performance.now() + seconds * 1000;
+  const tick = async () => {
+    const left = Math.ceil((lockedUntil - performance.now()) / 1000);
+    if (left > 0) {
+      $("countdown").textContent = "Too many failed attempts. Try again in " + left + " s";
+      return;
+    }
+    clearInterval(countdownTimer);
+    render(await api("/api/status"));
+    if (status && status.state !== "locked_out") say("message", "You can try again.", false);
+  };
+  tick();
+  countdownTimer = setInterval(tick, 200);
+}
+
+// -- camera, or frames played by the server (--source) -------------------------------------------
+async function startCamera() {
+  if (status && status.source) {
+    $("video").hidden = true;
+    $("source-frame").hidden = false;
+    $("source-controls").hidden = false;
+    showSourceFrame(0);
+    sourceTimer = setInterval(() => showSourceFrame(sourceIndex + 1), 1000);
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+    $("video").srcObject = stream;
+    $("camera-note").textContent = "Live camera. Look at it and press Unlock.";
+  } catch (err) {
+    say("camera-note", "No camera (" + err.name + ": " + err.message + "). Start the app with " +
+        "--source FOLDER_OR_Y4M to play images instead, or enroll from photos.", true);
+  }
+}
+
+function showSourceFrame(index) {
+  const n = status.source.frames;
+  sourceIndex = ((index % n) + n) % n;
+  return new Promise((resolve) => {
+    const img = $("source-frame");
+    img.onload = () => resolve(true);
+    img.onerror = () => { say("camera-note", "Frame " + (sourceIndex + 1) + " cannot be shown.", true); resolve(false); };
+    img.src = "/api/source/" + sourceIndex + ".jpg";
+    $("camera-note").textContent = "Playing " + status.source.path + ": frame " + (sourceIndex + 1) + " of " + n + ".";
+  });
+}
+
+function grabFrame() {
+  const el = status && status.source ? $("source-frame") : $("video");
+  const width = el.videoWidth || el.naturalWidth, height = el.videoHeight || el.naturalHeight;
+  if (!width || !height) return Promise.resolve(null);
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext("2d").drawImage(el, 0, 0, width, height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
+
+// -- actions ---------------------------------------------------------------------------------------
+async function unlock() {
+  const frame = await grabFrame();
+  if (!frame) {
+    say("message", "The camera has not delivered a picture yet. Wait a moment and try again.", true);
+    return;
+  }
+  $("unlock").disabled = true;
+  render(await api("/api/verify", {method: "POST", headers: {"Content-Type": "image/jpeg"}, body: frame}));
+}
+
+async function enroll(files) {
+  const form = new FormData();
+  files.forEach(([blob, name]) => form.append("image", blob, name));
+  say("enroll-message", "Enrolling " + files.length + " image(s)…", false);
+  const reply = await api("/api/enroll", {method: "POST", body: form});
+  render(reply);
+  say("enroll-message", reply.error || reply.message, Boolean(reply.error));
+  if (!reply.error) say("message", "", false);
+}
+
+async function enrollFromCamera() {
+  const count = Math.max(1, Math.min(10, parseInt($("enroll-count").value, 10) || 3));
+  const frames = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0) {
+      if (status.source) await showSourceFrame(sourceIndex + 1);
+      else await new Promise((r) => setTimeout(r, 400));
+    }
+    const blob = await grabFrame();
+    if (!blob) { say("enroll-message", "The camera has not delivered a picture yet.", true); return; }
+    frames.push([blob, "camera-frame-" + (i + 1) + ".jpg"]);
+  }
+  await enroll(frames);
+}
+
+function enrollFromFiles() {
+  const files = Array.from($("enroll-files").files);
+  if (!files.length) { say("enroll-message", "Choose one or more photos first.", true); return; }
+  enroll(files.map((f) => [f, f.name]));
+}
+
+async function post(path, messageId) {
+  const reply = await api(path, {method: "POST"});
+  render(reply);
+  if (reply.message || reply.error) say(messageId, reply.error || reply.message, Boolean(reply.error));
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  $("unlock").onclick = unlock;
+  $("lock-again").onclick = () => post("/api/lock", "message");
+  $("forget").onclick = () => post("/api/forget", "enroll-message");
+  $("enroll-upload").onclick = enrollFromFiles;
+  $("enroll-camera").onclick = enrollFromCamera;
+  $("source-prev").onclick = () => showSourceFrame(sourceIndex - 1);
+  $("source-next").onclick = () => showSourceFrame(sourceIndex + 1);
+  $("source-play").onclick = () => {
+    if (sourceTimer) { clearInterval(sourceTimer); sourceTimer = null; $("source-play").textContent = "Play"; }
+    else { sourceTimer = setInterval(() => showSourceFrame(sourceIndex + 1), 1000); $("source-play").textContent = "Pause"; }
+  };
+  render(await api("/api/status"));
+  if (status && status.state === "locked") say("message", "Look at the camera and press Unlock.", false);
+  await startCamera();
+});

@@ -1,0 +1,491 @@
+"""The C++ runtime (runtime/cpp): built with cmake against the ExecuTorch wheel, then checked
+against the Python reference on the same program, user files and crops.
+
+- scores: C++ ``hv_score_crop`` == eager torch ``verifier_forward`` on ``spec.to_input(
+  spec.reduce_crop(crop))`` within ``SCORE_ATOL`` (fp16 theta decodes to the same fp32 on both
+  sides; what is left is XNNPACK's float summation order);
+- preprocessing: the C++ 112->64 area resize == ``cv2.resize(INTER_AREA)`` within one grey level
+  (in practice bit-exact, asserted on at least 99.9 % of values);
+- user files: every vector in tests/vectors/ is refused by Python ``user_file.decode`` and by the
+  C++ CLI with the same reason tag (or accepted by both);
+- bad programs and bad inputs give a status, never a crash.
+
+The build is required: a missing cmake or compiler fails these tests, it does not skip them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hyperverify.converters.executorch_export import to_program_bytes
+from hyperverify.converters.torch_verifier import SharedVerifier, unflatten, verifier_forward
+from hyperverify.runtime import spec
+from hyperverify.runtime import user_file as uf
+from hyperverify.runtime.faces import FaceAligner
+from hyperverify.runtime.image_io import read_image
+from hyperverify.sdk.hypernet import HyperModel, ModelConfig
+from tests.conftest import lfw_image
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "runtime" / "cpp"
+BUILD = ROOT / "build" / "cpp-runtime"  # gitignored; cmake rebuilds only what changed
+VECTORS = ROOT / "tests" / "vectors"
+GENERATED = spec.GENERATE_MODES["head"]
+SCORE_ATOL = 1e-4  # |C++ logit - eager torch logit|, fp32 both sides
+GREY = 1.0 / 127.5  # one grey level in f's normalised input
+LFW_FACES = [("Abel_Pacheco", 1), ("Abel_Pacheco", 2), ("Abel_Pacheco", 4), ("Aaron_Eckhart", 1),
+             ("AJ_Cook", 1), ("George_W_Bush", 2)]
+
+
+def _load_vectors_module():
+    module_spec = importlib.util.spec_from_file_location("make_vectors", VECTORS / "make_vectors.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+make_vectors = _load_vectors_module()
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: the build, the program, users, crops
+
+
+@pytest.fixture(scope="module")
+def build() -> Path:
+    """Configure and build runtime/cpp once per session (incremental in build/cpp-runtime)."""
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is required to build runtime/cpp (apt-get install cmake)"
+    assert shutil.which("c++") or shutil.which("g++"), "a C++ compiler is required (apt-get install g++)"
+    import executorch
+
+    package = Path(list(executorch.__path__)[0])
+    configure = [cmake, "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release",
+                 f"-Dexecutorch_DIR={package / 'share' / 'cmake'}"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for command in (configure, [cmake, "--build", str(BUILD), "-j2"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert (BUILD / "hyperverify_cli").is_file() and (BUILD / "libhyperverify.so").is_file()
+    return BUILD
+
+
+@pytest.fixture(scope="module")
+def model() -> HyperModel:
+    torch.manual_seed(0)
+    return HyperModel(ModelConfig("head")).eval()
+
+
+@pytest.fixture(scope="module")
+def program(model: HyperModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared XNNPACK program, exported as the SDK does, with the vectors' model version."""
+    shared = {name: value.detach() for name, value in model.shared_params().items()}
+    path = tmp_path_factory.mktemp("program") / "verifier_xnnpack.pte"
+    path.write_bytes(to_program_bytes(SharedVerifier(shared, GENERATED), make_vectors.MODEL_VERSION))
+    return path
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()  # a test key, made here, never stored
+
+
+def _public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+@pytest.fixture(scope="module")
+def users(model: HyperModel, signing_key: Ed25519PrivateKey,
+          tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """3 users x (fp16, fp32) user files; user 0's fp16 file is signed."""
+    folder = tmp_path_factory.mktemp("users")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        theta = model.theta(torch.randn(3, 128, generator=generator)).numpy()
+    out = []
+    for i, row in enumerate(theta):
+        for dtype in ("float16", "float32"):
+            weights = uf.UserWeights(row, 0.1 * (i - 1), make_vectors.LAYOUT, make_vectors.MODEL_VERSION,
+                                     f"user{i}", dtype)
+            key = signing_key if (i == 0 and dtype == "float16") else None
+            path = folder / f"user{i}_{dtype}.hvu"
+            uf.write_user_file(path, weights, key)
+            out.append({"path": path, "signed": key is not None, "dtype": dtype})
+    return out
+
+
+def _synthetic_crops() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0, 255, 112, dtype=np.float32)
+    smooth = np.stack([ramp[None, :].repeat(112, 0), ramp[:, None].repeat(112, 1),
+                       255 - ramp[None, :].repeat(112, 0)], -1)
+    return {
+        "noise": rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+        "ramps": np.rint(smooth).astype(np.uint8),
+        "extremes": np.where(rng.random((112, 112, 3)) < 0.5, 0, 255).astype(np.uint8),
+    }
+
+
+@pytest.fixture(scope="module")
+def lfw_crops(lfw: Path) -> dict[str, np.ndarray]:
+    aligner = FaceAligner()
+    crops = {}
+    for name, number in LFW_FACES:
+        found = aligner(read_image(lfw_image(lfw, name, number)))
+        assert found is not None, f"no face in {name}_{number:04d}"
+        crops[f"{name}_{number:04d}"] = found[0]
+    return crops
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _cli(build: Path, program: Path, user: Path, crop: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(build / "hyperverify_cli"), str(program), str(user), str(crop), *args],
+                          capture_output=True, text=True, errors="replace", timeout=120)
+    assert done.returncode >= 0, f"the CLI died on signal {-done.returncode}:\n{done.stderr[-2000:]}"
+    return done
+
+
+def _score(done: subprocess.CompletedProcess) -> tuple[float, int]:
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.fullmatch(r"score=(\S+) accepted=([01])", done.stdout.splitlines()[0])
+    assert match, done.stdout
+    return float(match.group(1)), int(match.group(2))
+
+
+def _reason(done: subprocess.CompletedProcess) -> str:
+    """'ok' for a scored crop, else the reason tag of the CLI's error line."""
+    if done.returncode == 0:
+        _score(done)
+        return "ok"
+    assert done.returncode == 1, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error=")]
+    assert len(errors) == 1, done.stderr[-2000:]
+    return errors[0].split("=", 1)[1].split(":", 1)[0]
+
+
+def _write_crop(folder: Path, name: str, crop: np.ndarray) -> Path:
+    path = folder / f"{name}.raw"
+    path.write_bytes(np.ascontiguousarray(crop, np.uint8).tobytes())
+    return path
+
+
+def _eager_logit(model: HyperModel, theta: np.ndarray, crop: np.ndarray) -> float:
+    params = {name: value.detach() for name, value in model.shared_params().items()}
+    params.update(unflatten(torch.from_numpy(np.asarray(theta, np.float32)), GENERATED))
+    x = torch.from_numpy(spec.to_input(spec.reduce_crop(crop)))
+    with torch.no_grad():
+        return float(verifier_forward(x, params)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# the build
+
+
+def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Path) -> None:
+    needed = subprocess.run(["readelf", "-d", str(build / "libhyperverify.so")], capture_output=True,
+                            text=True, check=True).stdout
+    for library in ("libexecutorch.so", "libexecutorch_backend_xnnpack.so", "libexecutorch_kernels_optimized.so",
+                    "libcrypto.so"):
+        assert library in needed, f"{library} is not linked:\n{needed}"
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(build / "libhyperverify.so")],
+                             capture_output=True, text=True, check=True).stdout
+    functions = sorted(line.split()[-1] for line in symbols.splitlines() if line.split()[1] == "T")
+    assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
+                                "hv_threshold", "hv_close", "hv_status_string"])
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocessing and scores against the Python reference
+
+
+def _check_preprocessing(build, program, users, crops, tmp_path) -> list[str]:
+    notes = []
+    for name, crop in crops.items():
+        raw = _write_crop(tmp_path, name, crop)
+        dumped = tmp_path / f"{name}.f32"
+        _score(_cli(build, program, users[0]["path"], raw, "--dump-input", str(dumped)))
+        got = np.fromfile(dumped, np.float32).reshape(1, 3, 64, 64)
+        expected = spec.to_input(spec.reduce_crop(crop))
+        diff = np.abs(got - expected)
+        assert diff.max() <= GREY * 1.0001, f"{name}: C++ resize differs from cv2 by {diff.max() / GREY:.2f} grey levels"
+        exact = float((diff == 0).mean())
+        assert exact >= 0.999, f"{name}: only {exact:.4%} of values equal cv2.INTER_AREA's"
+        notes.append(f"{name}: max {diff.max() / GREY:.0f} grey levels, {exact:.2%} exact")
+    return notes
+
+
+def test_area_resize_matches_cv2_on_synthetic_crops(build, program, users, tmp_path) -> None:
+    print("; ".join(_check_preprocessing(build, program, users, _synthetic_crops(), tmp_path)))
+
+
+def test_area_resize_matches_cv2_on_lfw_crops(build, program, users, lfw_crops, tmp_path) -> None:
+    print("; ".join(_check_preprocessing(build, program, users, lfw_crops, tmp_path)))
+
+
+def _check_scores(build, program, users, model, crops, tmp_path, signing_key) -> float:
+    worst = 0.0
+    raws = {name: _write_crop(tmp_path, name, crop) for name, crop in crops.items()}
+    for user in users:
+        weights = uf.read_user_file(user["path"])  # fp16 -> fp32 exactly as the C++ reader does
+        args = ["--pubkey", _public_hex(signing_key), "--require-signature"] if user["signed"] else []
+        for name, crop in crops.items():
+            logit, accepted = _score(_cli(build, program, user["path"], raws[name], *args))
+            expected = _eager_logit(model, weights.theta, crop)
+            worst = max(worst, abs(logit - expected))
+            assert abs(logit - expected) <= SCORE_ATOL, (
+                f"{user['path'].name} on {name}: C++ {logit!r}, eager torch {expected!r}")
+            assert accepted == int(logit >= weights.threshold)
+            if abs(expected - weights.threshold) > SCORE_ATOL:
+                assert accepted == int(expected >= weights.threshold)
+    return worst
+
+
+def test_scores_match_eager_torch_on_synthetic_crops(build, program, users, model, tmp_path, signing_key) -> None:
+    worst = _check_scores(build, program, users, model, _synthetic_crops(), tmp_path, signing_key)
+    print(f"max |C++ - eager| on synthetic crops: {worst:.3e} (tolerance {SCORE_ATOL})")
+
+
+def test_scores_match_eager_torch_on_lfw_crops(build, program, users, model, lfw_crops, tmp_path,
+                                               signing_key) -> None:
+    worst = _check_scores(build, program, users, model, lfw_crops, tmp_path, signing_key)
+    print(f"max |C++ - eager| on LFW crops: {worst:.3e} (tolerance {SCORE_ATOL})")
+
+
+def test_a_64px_crop_is_used_as_is(build, program, users, tmp_path) -> None:
+    crop = _synthetic_crops()["noise"]
+    full = _score(_cli(build, program, users[2]["path"], _write_crop(tmp_path, "full", crop)))
+    small = _score(_cli(build, program, users[2]["path"], _write_crop(tmp_path, "small", spec.reduce_crop(crop))))
+    assert full == small
+
+
+# ---------------------------------------------------------------------------------------------
+# user files: the shared vectors, and the checks only the C++ runtime makes against the program
+
+
+def test_committed_vectors_are_what_the_generator_makes(tmp_path) -> None:
+    manifest = make_vectors.write(tmp_path)
+    assert json.loads((VECTORS / "vectors.json").read_text()) == manifest
+    for entry in manifest["vectors"]:
+        assert (VECTORS / entry["file"]).read_bytes() == (tmp_path / entry["file"]).read_bytes(), entry["file"]
+
+
+def _python_reason(data: bytes, entry: dict, manifest: dict, program_checks: bool = False) -> str:
+    """Python's verdict; with ``program_checks`` also what runtime.verifier checks after decode
+    (the model version, theta's size), which the C++ runtime checks against the program."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(manifest["public_key"])) if entry["public_key"] else None
+    try:
+        weights = uf.decode(data, public_key=key, require_signature=entry["require_signature"],
+                            expected_layout=manifest["layout_hash"])
+    except uf.UserFileError as err:
+        return err.reason
+    if program_checks and weights.model_version != manifest["model_version"]:
+        return "model_version"
+    if program_checks and weights.theta.size != spec.parameter_count(GENERATED):
+        return "layout"
+    return "ok"
+
+
+def test_vectors_get_the_same_reason_from_python_and_cpp(build, program, tmp_path) -> None:
+    manifest = json.loads((VECTORS / "vectors.json").read_text())
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["ramps"])
+    assert len(manifest["vectors"]) >= 20
+    for entry in manifest["vectors"]:
+        path = VECTORS / entry["file"]
+        args = (["--pubkey", manifest["public_key"]] if entry["public_key"] else []) + (
+            ["--require-signature"] if entry["require_signature"] else [])
+        python = _python_reason(path.read_bytes(), entry, manifest)
+        cpp = _reason(_cli(build, program, path, crop, *args))
+        assert (python, cpp) == (entry["reason"], entry["reason"]), entry["file"]
+
+
+def _mutations(seed: int, count: int) -> list[tuple[str, bytes, bool]]:
+    """Deterministic random damage to the good vectors: flips, cuts, inserts, overwrites; for
+    unsigned files the checksum is then recomputed half of the time so that the later checks
+    (layout, values, text fields) are reached too. -> (name, bytes, signed original)."""
+    rng = np.random.default_rng(seed)
+    sources = [(VECTORS / name).read_bytes() for name in ("good_fp16.hvu", "good_fp32.hvu", "good_signed.hvu")]
+    out = []
+    for i in range(count):
+        which = int(rng.integers(len(sources)))
+        blob = bytearray(sources[which])
+        kind = ("flip", "cut", "insert", "overwrite")[int(rng.integers(4))]
+        at = int(rng.integers(0, 128)) if rng.random() < 0.7 else int(rng.integers(len(blob)))
+        if kind == "flip":
+            blob[at] ^= 1 << int(rng.integers(8))
+        elif kind == "cut":
+            del blob[at:at + int(rng.integers(1, 8))]
+        elif kind == "insert":
+            blob[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 4)), dtype=np.uint8))
+        else:
+            blob[at:at + 4] = bytes(rng.integers(0, 256, 4, dtype=np.uint8))
+        if which < 2 and rng.random() < 0.5 and len(blob) > 32:
+            blob[-32:] = __import__("hashlib").sha256(bytes(blob[:-32])).digest()
+        out.append((f"mutation_{i}_{kind}", bytes(blob), which == 2))
+    return out
+
+
+def test_randomly_damaged_files_get_the_same_reason_from_python_and_cpp(build, program, tmp_path) -> None:
+    manifest = json.loads((VECTORS / "vectors.json").read_text())
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["ramps"])
+    seen = set()
+    for name, blob, signed in _mutations(seed=11, count=60):
+        path = tmp_path / f"{name}.hvu"
+        path.write_bytes(blob)
+        entry = {"public_key": signed, "require_signature": signed}
+        args = ["--pubkey", manifest["public_key"], "--require-signature"] if signed else []
+        python = _python_reason(blob, entry, manifest, program_checks=True)
+        cpp = _reason(_cli(build, program, path, crop, *args))
+        assert cpp == python, f"{name}: Python says {python}, C++ says {cpp}"
+        seen.add(python)
+    print(f"reasons reached by the damaged files: {sorted(seen)}")
+    assert len(seen) >= 5
+
+
+def test_signed_file_needs_the_right_key(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    signed = next(u["path"] for u in users if u["signed"])
+    other = _public_hex(Ed25519PrivateKey.generate())
+    assert _reason(_cli(build, program, signed, crop, "--pubkey", other)) == "signature"
+    assert _reason(_cli(build, program, signed, crop, "--require-signature")) == "signature"
+    unsigned = next(u["path"] for u in users if not u["signed"])
+    assert _reason(_cli(build, program, unsigned, crop, "--pubkey", other, "--require-signature")) == "signature"
+
+
+def _rewrite(path: Path, out: Path, **changes) -> Path:
+    """An unsigned copy of a user file with some fields changed."""
+    weights = uf.read_user_file(path)
+    fields = {name: getattr(weights, name) for name in
+              ("theta", "threshold", "layout_hash", "model_version", "user_id", "dtype")}
+    uf.write_user_file(out, uf.UserWeights(**{**fields, **changes}))
+    return out
+
+
+def test_weights_of_another_model_version_are_refused(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    other = _rewrite(users[1]["path"], tmp_path / "other_model.hvu", model_version="fedcba9876543210")
+    uf.read_user_file(other, expected_layout=make_vectors.LAYOUT)  # the file itself is fine
+    assert _reason(_cli(build, program, other, crop)) == "model_version"
+
+
+def test_a_theta_of_the_wrong_size_for_the_program_is_refused(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    theta = uf.read_user_file(users[1]["path"]).theta
+    short = _rewrite(users[1]["path"], tmp_path / "short.hvu", theta=theta[:-1])
+    assert _reason(_cli(build, program, short, crop)) == "layout"
+
+
+def test_missing_files_are_io_errors(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    assert _reason(_cli(build, program, tmp_path / "absent.hvu", crop)) == "io"
+    assert _reason(_cli(build, tmp_path / "absent.pte", users[0]["path"], crop)) == "io"
+    assert _reason(_cli(build, program, users[0]["path"], tmp_path / "absent.raw")) == "io"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad programs and bad inputs: a status, never a crash
+
+
+def test_corrupted_programs_give_status_program(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    data = program.read_bytes()
+    broken = {
+        "empty": b"",
+        "header_only": data[:16],
+        "cut_100": data[:100],
+        "half": data[:len(data) // 2],
+        "cut_last_kb": data[:-1024],
+        "garbage": np.random.default_rng(3).integers(0, 256, len(data), dtype=np.uint8).tobytes(),
+        "text": b"this is not a program\n" * 100,
+    }
+    for name, blob in broken.items():
+        path = tmp_path / f"{name}.pte"
+        path.write_bytes(blob)
+        assert _reason(_cli(build, path, users[0]["path"], crop)) == "program", name
+
+
+def test_wrong_crop_shapes_are_bad_input(build, program, users, tmp_path) -> None:
+    user = users[2]["path"]
+    rgba = _write_crop(tmp_path, "rgba", np.zeros((112, 112, 4), np.uint8))
+    odd = _write_crop(tmp_path, "odd", np.zeros((100, 100, 3), np.uint8))
+    assert _reason(_cli(build, program, user, rgba, "--shape", "112,112,4")) == "bad_input"
+    assert _reason(_cli(build, program, user, odd, "--shape", "100,100,3")) == "bad_input"
+    assert _reason(_cli(build, program, user, odd)) == "bad_input"  # size fits no crop
+
+
+C_API_SCRIPT = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.hv_status_string.restype = ctypes.c_char_p
+lib.hv_threshold.restype = ctypes.c_float
+lib.hv_threshold.argtypes = [ctypes.c_void_p]
+lib.hv_close.argtypes = [ctypes.c_void_p]
+lib.hv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                        ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+lib.hv_score_crop.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int)]
+names = [lib.hv_status_string(i).decode() for i in range(16)]
+handle = ctypes.c_void_p()
+err = ctypes.create_string_buffer(256)
+opened = lib.hv_open(None, None, None, 0, ctypes.byref(handle), err, 256)
+status = lib.hv_open(sys.argv[2].encode(), sys.argv[3].encode(), None, 0, ctypes.byref(handle), err, 256)
+assert status == 0, err.value
+logit, accepted = ctypes.c_float(), ctypes.c_int()
+crop = bytes(112 * 112 * 3)
+results = {
+    "names": names,
+    "open_null": opened,
+    "ok": lib.hv_score_crop(handle, crop, 112, 112, 3, ctypes.byref(logit), ctypes.byref(accepted)),
+    "null_crop": lib.hv_score_crop(handle, None, 112, 112, 3, ctypes.byref(logit), None),
+    "null_handle": lib.hv_score_crop(None, crop, 112, 112, 3, ctypes.byref(logit), None),
+    "grey": lib.hv_score_crop(handle, crop, 112, 112, 1, ctypes.byref(logit), None),
+    "wide": lib.hv_score_crop(handle, crop, 56, 224, 3, ctypes.byref(logit), None),
+    "negative": lib.hv_score_crop(handle, crop, -112, -112, 3, ctypes.byref(logit), None),
+    "threshold": lib.hv_threshold(handle),
+}
+lib.hv_close(handle)
+lib.hv_close(None)
+print(repr(results))
+"""
+
+
+def test_c_api_refuses_bad_arguments(build, program, users) -> None:
+    """Through ctypes, as Swift or JNI would call it (in a process without torch)."""
+    done = subprocess.run([sys.executable, "-c", C_API_SCRIPT, str(build / "libhyperverify.so"), str(program),
+                           str(users[4]["path"])], capture_output=True, text=True, errors="replace", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = eval(done.stdout.strip().splitlines()[-1])  # a dict literal printed by the script
+    reasons = ["ok", "bad_magic", "version", "truncated", "length", "checksum", "signature", "layout", "values",
+               "dtype", "invalid", "io", "bad_input", "program", "model_version", "unknown"]
+    assert results["names"] == reasons
+    python_reasons = {cls.reason for cls in uf.UserFileError.__subclasses__()} | {uf.UserFileError.reason}
+    assert python_reasons <= set(reasons)
+    bad_input = reasons.index("bad_input")
+    assert results["ok"] == 0 and results["open_null"] == bad_input
+    for case in ("null_crop", "null_handle", "grey", "wide", "negative"):
+        assert results[case] == bad_input, case
+    assert results["threshold"] == pytest.approx(0.1)
+
+
+def test_bench_flag_reports_medians(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
+    done = _cli(build, program, users[2]["path"], crop, "--bench", "20")
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"bench calls=20 threads=1 forward_median_us=[\d.]+ crop_median_us=[\d.]+", lines[1]), lines

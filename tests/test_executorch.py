@@ -1,0 +1,71 @@
+"""ExecuTorch: the shared program fed with each user's weights file equals eager PyTorch and a real
+re-export with that user's weights baked in; a perturbed weight is caught."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hyperverify.converters.executorch_export import run_program, to_program_bytes, user_slices
+from hyperverify.converters.torch_verifier import SharedVerifier, unflatten, verifier_forward
+from hyperverify.runtime import spec
+from hyperverify.runtime.faces import FaceAligner
+from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.user_file import decode, encode
+from hyperverify.sdk.enroll import enroll, load_default
+from hyperverify.sdk.hypernet import model_version
+from tests.conftest import lfw_image
+
+TOLERANCE = 1e-4  # fp32 end to end; XNNPACK reorders sums, observed differences are ~1e-6
+
+USERS = {"gwb": ("George_W_Bush", 1), "abel": ("Abel_Pacheco", 1), "dean": ("Dean_Barker", 1)}
+
+
+@pytest.fixture(scope="module")
+def setup(lfw):
+    model, extra = load_default()
+    shared = {k: v.detach() for k, v in model.shared_params().items()}
+    programs = {backend: to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model), backend)
+                for backend in ("xnnpack", "portable")}
+    users = {name: decode(encode(enroll([lfw_image(lfw, p, i)], model, extra, user_id=name)))
+             for name, (p, i) in USERS.items()}
+    probe = FaceAligner()(read_image(lfw_image(lfw, "George_W_Bush", 7)))[0]
+    x = spec.to_input(spec.reduce_crop(probe))
+    return model, shared, programs, users, x
+
+
+def _eager(model, shared, theta, x) -> float:
+    params = dict(shared)
+    params.update(unflatten(torch.from_numpy(theta), model.config.generated))
+    return verifier_forward(torch.from_numpy(x), params).item()
+
+
+@pytest.mark.parametrize("backend", ["xnnpack", "portable"])
+def test_shared_program_matches_eager_and_baked_reexport(setup, backend) -> None:
+    model, shared, programs, users, x = setup
+    scores = {}
+    for name, weights in users.items():
+        got = run_program(programs[backend], x, user_slices(weights.theta, model.config.generated))[0]
+        assert abs(got - _eager(model, shared, weights.theta, x)) < TOLERANCE
+        baked = dict(shared)
+        baked.update({k: v for k, v in unflatten(torch.from_numpy(weights.theta), model.config.generated).items()})
+        reexport = to_program_bytes(SharedVerifier(baked, ()), weights.model_version, backend)
+        assert abs(got - run_program(reexport, x, [])[0]) < TOLERANCE
+        scores[name] = got
+    assert scores["gwb"] > max(scores["abel"], scores["dean"]), scores
+
+
+def test_a_perturbed_weight_is_caught(setup) -> None:
+    model, shared, programs, users, x = setup
+    theta = users["gwb"].theta.copy()
+    reference = run_program(programs["xnnpack"], x, user_slices(theta, model.config.generated))[0]
+    theta[int(np.argmax(np.abs(theta[:-1])))] += 0.05
+    perturbed = run_program(programs["xnnpack"], x, user_slices(theta, model.config.generated))[0]
+    assert abs(perturbed - reference) > TOLERANCE
+
+
+def test_program_is_deterministic(setup) -> None:
+    model, shared, programs, _, _ = setup
+    again = to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model), "xnnpack")
+    assert again == programs["xnnpack"]

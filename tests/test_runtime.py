@@ -1,0 +1,148 @@
+"""The on-device runtime on a real bundle built from the committed default model, real LFW faces."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hyperverify.converters.bundle import BundleInputs, build_bundle
+from hyperverify.converters.torch_verifier import unflatten, verifier_forward
+from hyperverify.runtime import LockoutPolicy, load, spec
+from hyperverify.runtime.errors import ImageError
+from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.manifest import BundleError, sha256_bytes
+from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
+from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
+from hyperverify.sdk.hypernet import model_version
+from hyperverify.sdk.signing import public_raw
+from tests.conftest import lfw_image
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key made here
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default()
+
+
+@pytest.fixture(scope="module")
+def bundle(model, tmp_path_factory) -> Path:
+    net, extra = model
+    target = tmp_path_factory.mktemp("sdk") / "bundle"
+    build_bundle(BundleInputs({k: v.detach() for k, v in net.shared_params().items()}, net.config.generated,
+                              model_version(net), float(extra["threshold"]), float(extra["target_far"]),
+                              DEFAULT_MODEL.read_bytes(), public_raw(KEY), coreml=False), target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def owner(model, lfw, tmp_path_factory) -> Path:
+    net, extra = model
+    images = [lfw_image(lfw, "George_W_Bush", i) for i in (1, 2, 3)]
+    path = tmp_path_factory.mktemp("users") / "gwb.hvu"
+    write_user_file(path, enroll(images, net, extra, user_id="gwb"), KEY)
+    return path
+
+
+def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
+    net, _ = model
+    verifier = load(bundle, owner)
+    crop = cv2.resize(read_image(lfw_image(lfw, "George_W_Bush", 10)), (112, 112))
+    got = verifier.score_crop(crop)
+    params = {k: v.detach() for k, v in net.shared_params().items()}
+    params.update(unflatten(torch.from_numpy(verifier.weights.theta), net.config.generated))
+    want = verifier_forward(torch.from_numpy(spec.to_input(spec.reduce_crop(crop))), params).item()
+    assert abs(got - want) < 1e-4, (got, want)
+
+
+def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
+    verifier = load(bundle, owner, policy=LockoutPolicy(max_failures=10**6))
+    own = [verifier.verify(read_image(lfw_image(lfw, "George_W_Bush", i)), "rgb") for i in range(20, 40)]
+    others = [verifier.verify(read_image(p), "rgb") for p in sorted((lfw / "images").glob("A*/*_0001.jpg"))[:40]]
+    own_scores = [r.score for r in own if r.score is not None]
+    other_scores = [r.score for r in others if r.score is not None]
+    assert np.median(own_scores) > np.percentile(other_scores, 90)
+    assert sum(r.accepted for r in others) <= 2
+    assert sum(r.accepted for r in own) >= 10
+
+
+def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
+    clock = FakeClock()
+    verifier = load(bundle, owner, policy=LockoutPolicy(clock=clock))
+    stranger = read_image(lfw_image(lfw, "Abel_Pacheco", 1))
+    results = [verifier.verify(stranger, "rgb") for _ in range(5)]
+    assert [r.reason for r in results] == ["rejected"] * 5
+    assert results[-1].locked_for == 30.0
+    owner_frame = read_image(lfw_image(lfw, "George_W_Bush", 25))
+    locked = verifier.verify(owner_frame, "rgb")
+    assert locked.reason == "locked_out" and not locked.accepted and locked.locked_for == 30.0
+    clock.now += 29.9
+    assert verifier.verify(owner_frame, "rgb").reason == "locked_out"
+    clock.now += 0.2
+    assert verifier.verify(owner_frame, "rgb").reason in ("accepted", "rejected")
+
+
+def test_frame_reasons(bundle, owner, lfw) -> None:
+    verifier = load(bundle, owner, policy=LockoutPolicy(max_failures=10**6))
+    face = read_image(lfw_image(lfw, "George_W_Bush", 5))
+    assert verifier.verify(np.full((480, 640, 3), 90, np.uint8)).reason == "no_face"
+    twin = np.concatenate([face, read_image(lfw_image(lfw, "Abel_Pacheco", 1))], axis=1)
+    assert verifier.verify(twin, "rgb").reason == "several_faces"
+    tiny = np.zeros((720, 960, 3), np.uint8)
+    tiny[300:360, 400:460] = cv2.resize(face, (60, 60), interpolation=cv2.INTER_AREA)
+    assert verifier.verify(tiny, "rgb").reason in ("face_too_small", "no_face")
+    blurred = cv2.GaussianBlur(face, (0, 0), 4)
+    assert verifier.verify(blurred, "rgb").reason in ("low_quality", "no_face")
+    for bad in (face.astype(np.float32), np.zeros((0, 0, 3), np.uint8), face[:, :, :2].copy()):
+        with pytest.raises(ImageError):
+            verifier.verify(bad)
+
+
+def test_refusals(bundle, owner, model, lfw, tmp_path: Path) -> None:
+    net, extra = model
+    data = owner.read_bytes()
+    (tmp_path / "tampered.hvu").write_bytes(data[:120] + bytes([data[120] ^ 1]) + data[121:])
+    with pytest.raises(UserFileError):
+        load(bundle, tmp_path / "tampered.hvu")
+    unsigned = tmp_path / "unsigned.hvu"
+    write_user_file(unsigned, enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra))
+    with pytest.raises(SignatureError):
+        load(bundle, unsigned)
+    other_key = Ed25519PrivateKey.from_private_bytes(bytes(range(5, 37)))
+    forged = tmp_path / "forged.hvu"
+    write_user_file(forged, enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra), other_key)
+    with pytest.raises(SignatureError):
+        load(bundle, forged)
+    stale = enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra)
+    stale = type(stale)(**{**stale.__dict__, "model_version": "0" * 16})
+    write_user_file(tmp_path / "stale.hvu", stale, KEY)
+    with pytest.raises(BundleError, match="re-enroll"):
+        load(bundle, tmp_path / "stale.hvu")
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    program = broken / "verifier-xnnpack.pte"
+    program.write_bytes(program.read_bytes()[:5000])
+    with pytest.raises(BundleError, match="checksum"):
+        load(broken, owner)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["files"]["verifier-xnnpack.pte"] = sha256_bytes(program.read_bytes())
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        load(broken, owner)
+    manifest["bundle_format"] = 99
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format"):
+        load(broken, owner)

@@ -1,0 +1,340 @@
+"""The unlock-screen prototype used as a person would: a real Chromium whose camera plays real LFW
+faces (a Y4M fake-camera file), the real `hyperverify app` server, clicks on the page.
+
+Scripted session: A enrolls from three photos (uploaded through the page's file input); A unlocks;
+B stays locked; five failures in a row lock out and the countdown shows; A is locked out too; A
+unlocks once the countdown ends. Every decision is checked on the server's answer (reason, score
+against the threshold, lock state) and on the page (what a person reads).
+
+Screenshots of each state go to $HYPERVERIFY_SCREENSHOTS (set it to sample_app/screenshots to refresh
+the README's pictures), otherwise to a temporary folder. Needs Debian's chromium (/usr/bin/chromium)
+and the `playwright` Python package; nothing is installed at test time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import lfw_image
+from hyperverify.runtime.image_io import decode_image, read_image
+from hyperverify.sample_app.frames import FrameSource, letterbox, write_y4m
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream"]
+LOCKOUT_SECONDS = 3.0
+OWNER, IMPOSTOR = "George_W_Bush", "Tony_Blair"
+ENROLL_PHOTOS = (1, 2, 3)         # A's photos uploaded for enrollment
+OWNER_CAMERA = (4, 5, 6)          # A's camera (never enrolled), each photo shown for 10 frames
+IMPOSTOR_CAMERA = (1, 2, 3)       # B's camera
+VIEWPORT = {"width": 1000, "height": 470}
+START_TIMEOUT_S = 600             # the first start builds the bundle (ExecuTorch export)
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("HYPERVERIFY_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class App:
+    """`hyperverify app` in a subprocess, on a free port of 127.0.0.1."""
+
+    def __init__(self, *args: str, env: dict) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hyperverify.sdk.cli", "app", "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        lines: queue.Queue = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        self.url = ""
+        while not self.url:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                pytest.fail(f"hyperverify app did not print its URL in {START_TIMEOUT_S} s:\n" + "".join(self.output))
+            self.output.append(line)
+            if match := re.search(r"(http://127\.0\.0\.1:\d+/)", line):
+                self.url = match.group(1)
+            elif self.proc.poll() is not None and lines.empty():
+                pytest.fail("hyperverify app exited:\n" + "".join(self.output))
+        threading.Thread(target=lambda: [self.output.append(line) for line in iter(lines.get, None)], daemon=True).start()
+
+    def request(self, path: str, body: bytes | None = None, content_type: str = "image/jpeg") -> tuple[int, dict]:
+        req = urllib.request.Request(self.url.rstrip("/") + path, data=body,
+                                     headers={"Content-Type": content_type} if body is not None else {},
+                                     method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _env(tmp: Path) -> dict:
+    return dict(os.environ, HYPERVERIFY_CACHE=str(tmp / "cache"))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, lfw: Path):
+    """The app as a user starts it, with no --bundle: it builds one from the default model."""
+    state = tmp_path_factory.mktemp("app-state")
+    server = App("--state-dir", str(state), "--lockout-seconds", str(LOCKOUT_SECONDS), env=_env(state))
+    yield server
+    server.stop()
+    assert "Traceback" not in "".join(server.output), "".join(server.output)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
+    with sync_api.sync_playwright() as pw:
+        yield pw
+
+
+def open_page(playwright, url: str, camera: Path | None = None):
+    args = CHROMIUM_ARGS + ([f"--use-file-for-fake-video-capture={camera}"] if camera else [])
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    page = browser.new_page(viewport=VIEWPORT)
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url)
+    page.wait_for_function("document.getElementById('lock-screen').dataset.state !== 'loading'")
+    if camera:
+        page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+    page.errors = errors
+    return browser, page
+
+
+def press(page, selector: str, endpoint: str) -> dict:
+    """Click, wait for the server's answer and for the page to have drawn it; the answer's JSON."""
+    with page.expect_response(lambda r: r.url.endswith(endpoint), timeout=120_000) as info:
+        page.click(selector)
+    reply = info.value.json()
+    state = reply.get("state")
+    if state:
+        page.wait_for_function(f"document.getElementById('lock-screen').dataset.state === '{state}'")
+    if "decision" in reply:
+        page.wait_for_function(
+            f"document.getElementById('decision').dataset.reason === '{reply['decision']['reason']}'")
+    return reply
+
+
+def text(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def assert_decision(reply: dict, reason: str, state: str) -> dict:
+    decision = reply["decision"]
+    assert decision["reason"] == reason, decision
+    assert reply["state"] == state, reply
+    assert decision["accepted"] is (reason == "accepted")
+    if reason in ("accepted", "rejected"):
+        assert (decision["score"] >= decision["threshold"]) is (reason == "accepted"), decision
+        assert decision["decision_ms"] > 0
+    return decision
+
+
+def camera_file(folder: Path, lfw: Path, name: str, numbers: tuple[int, ...]) -> Path:
+    return write_y4m(folder / f"{name}.y4m", [lfw_image(lfw, name, n) for n in numbers], repeat=10, fps=10)
+
+
+def test_unlock_session(app: App, playwright, lfw: Path, tmp_path: Path, shots: Path) -> None:
+    owner_camera = camera_file(tmp_path, lfw, OWNER, OWNER_CAMERA)
+    impostor_camera = camera_file(tmp_path, lfw, IMPOSTOR, IMPOSTOR_CAMERA)
+    owner_browser, a = open_page(playwright, app.url, owner_camera)
+    impostor_browser, b = open_page(playwright, app.url, impostor_camera)
+    try:
+        assert a.locator("#lock-screen").get_attribute("data-state") == "not_enrolled"
+        assert a.locator("#unlock").is_disabled()
+
+        # A enrolls from three photos, uploaded through the page.
+        a.set_input_files("#enroll-files", [str(lfw_image(lfw, OWNER, n)) for n in ENROLL_PHOTOS])
+        reply = press(a, "#enroll-upload", "/api/enroll")
+        assert "error" not in reply, reply
+        assert reply["state"] == "locked" and reply["enrolled"]
+        assert "Enrolled from 3 images" in text(a, "#enroll-message")
+        assert text(a, "#lock-title") == "Locked"
+        a.screenshot(path=str(shots / "enrolled.png"))
+
+        # A unlocks.
+        decision = assert_decision(press(a, "#unlock", "/api/verify"), "accepted", "unlocked")
+        assert text(a, "#lock-title") == "Unlocked" and "unlocked" in text(a, "#message")
+        assert f"{decision['score']:.2f} ≥ threshold" in text(a, "#d-score")
+        a.screenshot(path=str(shots / "unlocked.png"))
+        assert press(a, "#lock-again", "/api/lock")["state"] == "locked"
+
+        # B stays locked; the fifth failure in a row locks out, with a countdown.
+        b.reload()
+        b.wait_for_function("document.getElementById('lock-screen').dataset.state === 'locked'")
+        b.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+        for attempt in range(1, 6):
+            reply = press(b, "#unlock", "/api/verify")
+            if attempt < 5:
+                assert_decision(reply, "rejected", "locked")
+                assert reply["failures"] == attempt and reply["locked_for"] == 0
+                assert text(b, "#lock-title") == "Locked" and "not recognised" in text(b, "#message")
+                assert text(b, "#d-failures") == f"{attempt} of 5"
+                if attempt == 1:
+                    b.screenshot(path=str(shots / "locked-B.png"))
+            else:
+                decision = assert_decision(reply, "rejected", "locked_out")
+                assert 0 < decision["locked_for"] <= LOCKOUT_SECONDS
+        assert text(b, "#lock-title") == "Locked out"
+        assert re.fullmatch(r"Too many failed attempts\. Try again in [1-3] s", text(b, "#countdown"))
+        assert b.locator("#unlock").is_disabled()
+        b.screenshot(path=str(shots / "lockout-countdown.png"))
+
+        # The device is locked, not the person: A is refused too while the countdown runs.
+        reply = press(a, "#unlock", "/api/verify")
+        assert_decision(reply, "locked_out", "locked_out")
+        assert reply["decision"]["score"] is None and reply["locked_for"] > 0
+        assert a.locator("#countdown").is_visible()
+
+        # When the countdown ends the page says so by itself; A unlocks.
+        a.wait_for_function("document.getElementById('lock-screen').dataset.state === 'locked'",
+                            timeout=(LOCKOUT_SECONDS + 10) * 1000)
+        assert not a.locator("#countdown").is_visible()
+        reply = press(a, "#unlock", "/api/verify")
+        assert_decision(reply, "accepted", "unlocked")
+        assert reply["failures"] == 0
+        a.screenshot(path=str(shots / "unlocked-after-lockout.png"))
+
+        # Frame arrival to decision, median over this session's decided frames (7: 2 A, 5 B).
+        assert reply["frames_timed"] == 7 and reply["median_decision_ms"] > 0
+        (shots / "session.json").write_text(json.dumps({
+            "median_decision_ms": reply["median_decision_ms"], "frames_timed": reply["frames_timed"],
+            "history": reply["history"]}, indent=2) + "\n")
+        assert a.errors == [] and b.errors == []
+    finally:
+        owner_browser.close()
+        impostor_browser.close()
+
+
+def test_bad_input_and_source_mode(app: App, playwright, lfw: Path, tmp_path: Path, shots: Path) -> None:
+    """Non-images, empty files, a photo without a face, empty and corrupt frames: a message, no crash.
+    Also --source (frames played by the server) and enrollment from camera frames."""
+    bundle = Path(re.search(r"bundle: (\S+)", "".join(app.output)).group(1))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    gradient = np.linspace(40, 220, 320 * 240 * 3).reshape(240, 320, 3).astype(np.uint8)
+    cv2.imwrite(str(frames / "0-no-face.png"), gradient)
+    for i, n in enumerate(OWNER_CAMERA[:2]):
+        shutil.copyfile(lfw_image(lfw, OWNER, n), frames / f"{i + 1}-{OWNER}.jpg")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    state = tmp_path / "state"
+    server = App("--bundle", str(bundle), "--state-dir", str(state), "--source", str(frames), env=_env(tmp_path))
+    browser, page = open_page(playwright, server.url)
+    try:
+        page.wait_for_function("document.getElementById('source-frame').naturalWidth > 0")
+        page.click("#source-play")  # pause, then step to frame 1 as a person would
+        for _ in range(3):
+            if text(page, "#camera-note").endswith("frame 1 of 3."):
+                break
+            page.click("#source-next")
+        assert text(page, "#camera-note").endswith("frame 1 of 3.")
+
+        for upload, words in (("notes.txt", "not a readable image"), ("empty.jpg", "empty file")):
+            page.set_input_files("#enroll-files", str(tmp_path / upload))
+            reply = press(page, "#enroll-upload", "/api/enroll")
+            assert words in reply["error"] and words in text(page, "#enroll-message"), reply
+            assert upload in text(page, "#enroll-message")
+            if upload == "notes.txt":
+                page.screenshot(path=str(shots / "bad-upload.png"))
+        page.set_input_files("#enroll-files", str(frames / "0-no-face.png"))
+        reply = press(page, "#enroll-upload", "/api/enroll")
+        assert "no face found" in reply["error"] and "0-no-face.png" in text(page, "#enroll-message")
+        assert reply["state"] == "not_enrolled"
+
+        # Enroll from two camera frames (frames 2 and 3 of the source: A).
+        page.click("#source-next")
+        page.fill("#enroll-count", "2")
+        reply = press(page, "#enroll-camera", "/api/enroll")
+        assert reply["state"] == "locked" and "Enrolled from 2 images" in text(page, "#enroll-message")
+
+        # No face in view: a message, and it is no attempt.
+        page.click("#source-next")  # wraps to frame 1
+        page.wait_for_function("document.getElementById('camera-note').textContent.endsWith('frame 1 of 3.')")
+        page.wait_for_function("document.getElementById('source-frame').complete")
+        reply = press(page, "#unlock", "/api/verify")
+        assert_decision(reply, "no_face", "locked")
+        assert reply["failures"] == 0 and "No face found" in text(page, "#message")
+        page.screenshot(path=str(shots / "no-face.png"))
+        page.click("#source-next")
+        page.wait_for_function("document.getElementById('camera-note').textContent.endsWith('frame 2 of 3.')")
+        page.wait_for_function("document.getElementById('source-frame').complete")
+        assert_decision(press(page, "#unlock", "/api/verify"), "accepted", "unlocked")
+
+        # Straight to the server: empty and corrupt frames, a form that is no form, unknown paths.
+        status, reply = server.request("/api/verify", b"")
+        assert status == 400 and "empty" in reply["error"] and reply["state"] == "unlocked"
+        jpeg = (frames / f"1-{OWNER}.jpg").read_bytes()
+        for body in (b"\x00" * 100, jpeg[: len(jpeg) // 2]):
+            status, reply = server.request("/api/verify", body)
+            assert status == 400 and ("not a readable image" in reply["error"] or "truncated" in reply["error"])
+        status, reply = server.request("/api/enroll", b"hello", "text/plain")
+        assert status == 400 and "multipart/form-data" in reply["error"]
+        assert server.request("/api/nothing")[0] == 404
+        with urllib.request.urlopen(server.url + "api/source/4.jpg", timeout=60) as response:  # 4 % 3: frame 2
+            assert response.headers["Content-Type"] == "image/jpeg"
+            assert decode_image(response.read()).shape == read_image(frames / f"1-{OWNER}.jpg").shape
+        status, reply = server.request("/api/status")
+        assert status == 200 and reply["state"] == "unlocked"
+        assert page.errors == []
+    finally:
+        browser.close()
+        server.stop()
+    assert "Traceback" not in "".join(server.output), "".join(server.output)
+
+
+def test_fake_camera_file_round_trip(lfw: Path, tmp_path: Path) -> None:
+    photos = [lfw_image(lfw, OWNER, n) for n in OWNER_CAMERA]
+    source = FrameSource(write_y4m(tmp_path / "a.y4m", photos, repeat=3))
+    assert len(source) == 9
+    for index, photo in ((0, photos[0]), (5, photos[1]), (8, photos[2])):
+        expected = letterbox(read_image(photo), 320, 240).astype(int)
+        assert np.abs(source.rgb(index).astype(int) - expected).mean() < 2.0  # 4:2:0 chroma rounding
+    (tmp_path / "cut.y4m").write_bytes((tmp_path / "a.y4m").read_bytes()[:-100])
+    assert len(FrameSource(tmp_path / "cut.y4m")) == 8  # the truncated last frame is left out
+
+
+def test_app_help_and_bad_source(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "hyperverify.sdk.cli", "app"]
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--source" in helped.stdout and "127.0.0.1" in helped.stdout
+    (tmp_path / "bad.y4m").write_bytes(b"not a video")
+    for source, words in ((tmp_path / "none", "no such file"), (tmp_path / "bad.y4m", "not a YUV4MPEG2")):
+        result = subprocess.run([*run, "--source", str(source), "--bundle", str(tmp_path), "--port", "0"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -1,0 +1,110 @@
+"""Generate the user-file test vectors shared by the Python and the C++ readers.
+
+    python tests/vectors/make_vectors.py [OUT_DIR]     # default: this folder
+
+Writes one ``.hvu`` file per case and ``vectors.json``, which names for each file the reason tag
+both readers must give (``runtime/user_file.py`` ``decode`` and ``runtime/cpp``'s ``hv_open``),
+"ok" for files both must accept, and the checks to run it with (public key, require_signature).
+Deterministic: fixed seeds, fixed test keys (made here, never shipped), Ed25519 signatures are
+deterministic, so regenerating reproduces the committed bytes (tests/test_cpp_runtime.py checks).
+The C++ side reads the expected layout and model version from the program, so the test exports
+its program for ``generate="head"`` with ``MODEL_VERSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hyperverify.runtime import spec
+from hyperverify.runtime import user_file as uf
+
+GENERATED = spec.GENERATE_MODES["head"]
+LAYOUT = spec.layout_hash(GENERATED)
+COUNT = spec.parameter_count(GENERATED)
+MODEL_VERSION = "0123456789abcdef"
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # test key, made here
+OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # "another backend"
+
+
+def public_hex(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw.hex()
+
+
+def weights(dtype: str = "float16") -> uf.UserWeights:
+    theta = np.random.default_rng(0).normal(0, 0.05, COUNT).astype(np.float32)
+    return uf.UserWeights(theta, 0.25, LAYOUT, MODEL_VERSION, "alice", dtype)
+
+
+def _fix(body: bytes) -> bytes:
+    """Recompute the checksum of an edited UNSIGNED file, so that a later check is what fails."""
+    end = len(body) - uf.CHECKSUM_SIZE
+    return body[:end] + hashlib.sha256(body[:end]).digest()
+
+
+def _put(body: bytes, offset: int, raw: bytes) -> bytes:
+    return body[:offset] + raw + body[offset + len(raw):]
+
+
+def cases() -> dict[str, tuple[bytes, str, bool, bool]]:
+    """name -> (file bytes, expected reason, check with the test public key, require_signature)."""
+    good = uf.encode(weights("float16"))
+    good32 = uf.encode(weights("float32"))
+    signed = uf.encode(weights("float16"), KEY)
+    forged = _put(signed, 100, bytes([signed[100] ^ 4]))
+    end = len(signed) - uf.SIGNATURE_SIZE - uf.CHECKSUM_SIZE
+    forged = forged[:end] + hashlib.sha256(forged[:end]).digest() + signed[-uf.SIGNATURE_SIZE:]
+    return {
+        "good_fp16": (good, "ok", False, False),
+        "good_fp32": (good32, "ok", False, False),
+        "good_signed": (signed, "ok", True, True),
+        "good_signed_unchecked": (signed, "ok", False, False),
+        "bad_magic": (b"XXXX" + good[4:], "bad_magic", False, False),
+        "version_2": (_fix(_put(good, 4, struct.pack("<H", 2))), "version", False, False),
+        "dtype_7": (_fix(_put(good, 6, b"\x07")), "dtype", False, False),
+        "unknown_flags": (_fix(_put(good, 7, b"\x02")), "invalid", False, False),
+        "truncated_header": (good[:50], "truncated", False, False),
+        "truncated_theta": (good[:uf.HEADER.size + 100], "truncated", False, False),
+        "truncated_checksum": (good[:-10], "truncated", False, False),
+        "trailing_byte": (good + b"\x00", "length", False, False),
+        "count_zero": (_fix(_put(good, 24, struct.pack("<I", 0))), "length", False, False),
+        "count_too_large": (_fix(_put(good, 24, struct.pack("<I", 10**6))), "length", False, False),
+        "checksum_flipped_theta": (_put(good, 200, bytes([good[200] ^ 1])), "checksum", False, False),
+        "bad_signature_other_key": (uf.encode(weights(), OTHER_KEY), "signature", True, True),
+        "forged_signed_theta": (forged, "signature", True, True),
+        "unsigned_but_required": (good, "signature", True, True),
+        "signed_required_no_key": (signed, "signature", False, True),
+        "wrong_layout": (_fix(_put(good, 8, b"f" * 16)), "layout", False, False),
+        "non_ascii_layout": (_fix(_put(good, 8, b"\xff" * 16)), "layout", False, False),
+        "nan_threshold": (_fix(_put(good, 28, struct.pack("<f", float("nan")))), "values", False, False),
+        "inf_threshold": (_fix(_put(good, 28, struct.pack("<f", float("inf")))), "values", False, False),
+        "inf_theta_fp16": (_fix(_put(good, 96, np.array([np.inf], "<f2").tobytes())), "values", False, False),
+        "nan_theta_fp32": (_fix(_put(good32, 96 + 4 * 7, np.array([np.nan], "<f4").tobytes())), "values",
+                           False, False),
+        "bad_utf8_user_id": (_fix(_put(good, 64, b"\xc3\x28")), "invalid", False, False),
+        "nul_inside_model_version": (_fix(_put(good, 32 + 4, b"\x00")), "invalid", False, False),
+    }
+
+
+def write(out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"layout_hash": LAYOUT, "model_version": MODEL_VERSION, "public_key": public_hex(KEY),
+                "vectors": []}
+    for name, (data, reason, with_key, require) in cases().items():
+        (out / f"{name}.hvu").write_bytes(data)
+        manifest["vectors"].append({"file": f"{name}.hvu", "reason": reason, "public_key": with_key,
+                                    "require_signature": require})
+    (out / "vectors.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
