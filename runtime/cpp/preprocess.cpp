@@ -45,10 +45,6 @@ uint8_t saturate_u8(float value) {
   return static_cast<uint8_t>(std::clamp(rounded, 0L, 255L));
 }
 
-}  // namespace
-
-namespace {
-
 // The tables of one resize, laid out for the loops below: every destination
 // column gets the same number of taps (the widest), padded with weight 0,
 // which adds an exact +0 to a non-negative sum and so changes nothing.

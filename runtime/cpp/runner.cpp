@@ -25,11 +25,9 @@ using executorch::runtime::Tag;
 namespace {
 
 std::string describe(EtError error) {
-  return "ExecuTorch error 0x" + [&] {
-    char text[16];
-    std::snprintf(text, sizeof text, "%x", static_cast<unsigned>(error));
-    return std::string(text);
-  }();
+  char text[32];
+  std::snprintf(text, sizeof text, "ExecuTorch error 0x%x", static_cast<unsigned>(error));
+  return text;
 }
 
 // Run a constant method (no inputs, one int output).

@@ -1,0 +1,63 @@
+"""`hyperverify build-sdk` and `export-user` as a user runs them: complete, checksummed, reproducible."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hyperverify.runtime import load
+from hyperverify.runtime.user_file import read_user_file
+from tests.conftest import lfw_image
+from tests.test_cli import run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sdk")
+    key = root / "keys" / "backend.pem"
+    for name in ("one", "two"):
+        result = run("build-sdk", "--out", str(root / name), "--signing-key", str(key))
+        assert result.returncode == 0, result.stderr
+    return root, key
+
+
+def test_bundle_is_complete_and_checksummed(built) -> None:
+    root, _ = built
+    bundle = root / "one"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((bundle / rel).read_bytes()).hexdigest() == digest
+    assert set(manifest["programs"]) == {"executorch-xnnpack", "executorch-portable", "coreml-shared"}
+    assert manifest["require_signature"] and len(bytes.fromhex(manifest["public_key"])) == 32
+    assert {"docs/integration-ios.md", "docs/integration-android.md", "server/enrollment-model.pt"} <= on_disk
+    assert manifest["input"]["size"] == 64 and manifest["versions"]["executorch"] == "1.5.1"
+    assert not list(root.glob(".tmp-*")) and not list(root.glob(".old-*"))
+
+
+def test_same_inputs_give_the_same_bytes(built) -> None:
+    root, _ = built
+    first = {p.relative_to(root / "one"): p.read_bytes() for p in (root / "one").rglob("*") if p.is_file()}
+    second = {p.relative_to(root / "two"): p.read_bytes() for p in (root / "two").rglob("*") if p.is_file()}
+    assert first.keys() == second.keys()
+    differing = [str(k) for k in first if first[k] != second[k]]
+    assert not differing, differing
+
+
+def test_export_user_renders_both_platforms_and_the_runtime_accepts_it(built, lfw, tmp_path) -> None:
+    root, key = built
+    images = [str(lfw_image(lfw, "George_W_Bush", i)) for i in (1, 2)]
+    result = run("export-user", *images, "--bundle", str(root / "one"), "--out", str(tmp_path),
+                 "--user-id", "gwb", "--signing-key", str(key))
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"gwb.hvu", "gwb-fp32.hvu", "gwb-fp16.mlpackage", "gwb-fp32.mlpackage"}
+    assert (tmp_path / "gwb.hvu").stat().st_size <= 48 * 1024
+    weights = read_user_file(tmp_path / "gwb.hvu")
+    assert weights.signed and weights.user_id == "gwb"
+    verifier = load(root / "one", tmp_path / "gwb.hvu")
+    assert verifier.threshold == weights.threshold
+    unsigned = run("export-user", images[0], "--bundle", str(root / "one"), "--out", str(tmp_path / "u"))
+    assert unsigned.returncode == 2 and "signing-key" in unsigned.stderr
