@@ -144,10 +144,11 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             reasons["genuine"].update(genuine_reasons)
             attackers = {p: files for p, files in impostor_files.items()}
             attackers.update({o: t for o, (_, t) in plan.items() if o != owner})
-            for attacker, files in attackers.items():
+            for files in attackers.values():
                 outcome = [decide(verifier, pixels[p]) for p in files]
                 reasons["impostor"].update(outcome)
-                false_accepts += [f"{p.name} unlocked {owner}'s phone" for p, r in zip(files, outcome) if r == "accepted"]
+                false_accepts += [f"{p.name} unlocked {owner}'s phone"
+                                  for p, r in zip(files, outcome) if r == "accepted"]
                 # Impostor session through the real rule: all their photos, one attempt each.
                 session = _session(session_verifier, [pixels[p] for p in files])
                 sessions["impostor_sessions"] += 1
@@ -158,8 +159,8 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             sessions["owner_unlocked_first_attempt"] += session["unlocked"] and session["attempts"] == 1
             sessions["owner_unlocked_before_lockout"] += session["unlocked"] and not session["locked_before"]
             if progress:
-                progress(f"{i + 1}/{len(plan)} {owner}: enrolled from {len(enrolled)}, genuine {genuine_reasons.count('accepted')}"
-                         f"/{len(tests)} accepted; {len(false_accepts)} false accepts so far "
+                progress(f"{i + 1}/{len(plan)} {owner}: enrolled from {len(enrolled)}, genuine "
+                         f"{genuine_reasons.count('accepted')}/{len(tests)} accepted; {len(false_accepts)} false accepts so far "
                          f"({time.monotonic() - started:.0f} s)")
         timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", policy=LockoutPolicy(NEVER_LOCK))
         sample = [pixels[p] for p in list(pixels)[:timing_frames]]
@@ -168,7 +169,7 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
     g, imp = reasons["genuine"], reasons["impostor"]
     g_decided, imp_decided = g["accepted"] + g["rejected"], imp["accepted"] + imp["rejected"]
     return {
-        "command": "python -m hyperverify.sample_app.evaluate_sessions " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m hyperverify.sample_app.evaluate_sessions", *sys.argv[1:]]),
         "model_version": manifest.model_version, "threshold": manifest.threshold, "target_far": manifest.target_far,
         "people": {"pool": pool, "owners": len(plan), "enrolled_from": "1, 2 or 3 photos (owner i: 1 + i % 3)",
                    "impostor_people": len(others), "seed": seed},

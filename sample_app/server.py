@@ -32,7 +32,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from http import HTTPStatus
@@ -404,7 +403,10 @@ def serve(bundle: Path | None, state_dir: Path, *, port: int = DEFAULT_PORT, sou
     if reset:
         shutil.rmtree(state_dir / "users", ignore_errors=True)
     app = UnlockApp(Path(bundle), state_dir, lockout_seconds=lockout_seconds, signing_key=signing_key, source=frames)
-    server = Server(app, port)
+    try:
+        server = Server(app, port)
+    except OSError as err:
+        raise HyperverifyError(f"cannot listen on {HOST}:{port} ({err.strerror}); choose another --port") from None
     who = f"enrolled: {app.user_id}" if app.verifier is not None else "nobody enrolled yet"
     where = f"frames from {source} ({len(frames)})" if frames else "the browser's camera"
     print(f"hyperverify app: {server.url}  ({who}; {where}; lockout {app.policy.max_failures} failures / "

@@ -9,6 +9,7 @@ records the folds it never trained on (``test_folds``), and the scorer refuses a
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from hyperverify.sdk.calibrate import calibrate
@@ -44,7 +45,9 @@ def train_recipe(lfw: PreparedSet, celeba: PreparedSet, folds: list[set[str]], t
     extra = {"train_folds": train_folds, "calibration_folds": calibration_folds,
              "test_folds": [k for k in range(len(folds)) if k not in train_folds],
              "train_images": len(data), "train_identities": len(data.names)}
+    started = time.perf_counter()
     model, history = train(data, model_config, train_config, out_dir, monitor=monitor, progress=progress, extra=extra)
+    extra["train_seconds"] = time.perf_counter() - started
     calibration_people = set().union(*(folds[k] for k in calibration_folds))
     threshold, rates = calibrate(model, lfw, calibration_people, far)
     extra.update(threshold=threshold, target_far=far, calibration=rates, history=history,

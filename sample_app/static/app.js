@@ -26,9 +26,9 @@ function say(id, text, isError) {
   $(id).className = isError ? "error" : "";
 }
 
-function render(reply) {
+function render(reply, messageId = "message") {
   if (reply.state) status = reply;
-  if (!status) { say("message", reply.error, true); return; }
+  if (!status) { say(messageId, reply.error, true); return; }
   const state = status.state;
   $("lock-screen").dataset.state = state;
   $("lock-title").textContent = TITLES[state] || state;
@@ -39,7 +39,8 @@ function render(reply) {
   $("enroll-state").textContent = status.enrolled
     ? "Enrolled: " + status.user_id + (state === "unlocked" ? "." : ". Unlock to change or delete the face.")
     : "Nobody is enrolled: upload photos of one face, or take camera frames.";
-  $("d-failures").textContent = status.failures + " of " + status.max_failures;
+  $("d-failures").textContent = state === "locked_out" ? "locked out after " + status.max_failures + " in a row"
+    : status.failures + " of " + status.max_failures;
   $("d-time").textContent = status.median_decision_ms === null ? "–"
     : (reply.decision ? reply.decision.decision_ms.toFixed(0) + " ms, " : "") +
       "median " + status.median_decision_ms.toFixed(0) + " ms over " + status.frames_timed + " frames";
@@ -53,7 +54,7 @@ function render(reply) {
       : d.score.toFixed(2) + (d.score >= d.threshold ? " ≥ " : " < ") + "threshold " + d.threshold.toFixed(2);
     say("message", d.message, !d.accepted);
   }
-  if (reply.error) say("message", reply.error, true);
+  if (reply.error) say(messageId, reply.error, true);
   startCountdown(status.locked_for);
 }
 
@@ -104,7 +105,9 @@ function showSourceFrame(index) {
     img.onload = () => resolve(true);
     img.onerror = () => { say("camera-note", "Frame " + (sourceIndex + 1) + " cannot be shown.", true); resolve(false); };
     img.src = "/api/source/" + sourceIndex + ".jpg";
-    $("camera-note").textContent = "Playing " + status.source.path + ": frame " + (sourceIndex + 1) + " of " + n + ".";
+    $("camera-note").textContent = "Playing " + status.source.path.split("/").pop() + ": frame " +
+      (sourceIndex + 1) + " of " + n + ".";
+    $("camera-note").title = status.source.path;
   });
 }
 
@@ -126,6 +129,7 @@ async function unlock() {
     return;
   }
   $("unlock").disabled = true;
+  say("enroll-message", "", false);
   render(await api("/api/verify", {method: "POST", headers: {"Content-Type": "image/jpeg"}, body: frame}));
 }
 
@@ -134,9 +138,9 @@ async function enroll(files) {
   files.forEach(([blob, name]) => form.append("image", blob, name));
   say("enroll-message", "Enrolling " + files.length + " image(s)…", false);
   const reply = await api("/api/enroll", {method: "POST", body: form});
-  render(reply);
-  say("enroll-message", reply.error || reply.message, Boolean(reply.error));
-  if (!reply.error) say("message", "", false);
+  render(reply, "enroll-message");
+  if (!reply.error) say("enroll-message", reply.message, false);
+  if (!reply.error) say("message", "Look at the camera and press Unlock.", false);
 }
 
 async function enrollFromCamera() {
@@ -162,8 +166,8 @@ function enrollFromFiles() {
 
 async function post(path, messageId) {
   const reply = await api(path, {method: "POST"});
-  render(reply);
-  if (reply.message || reply.error) say(messageId, reply.error || reply.message, Boolean(reply.error));
+  render(reply, messageId);
+  if (reply.message) say(messageId, reply.message, false);
 }
 
 window.addEventListener("DOMContentLoaded", async () => {
