@@ -65,14 +65,14 @@ def flops_of_f() -> int:
     return counter.get_total_flops()
 
 
-def view2(steps: int, lfw, celeba) -> dict:
+def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dict:
     folds = fold_people()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
-    config = TrainConfig(steps=steps, identities=64)
+    config = TrainConfig(steps=steps, identities=64, resample_augment=resample)
     splits = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
     paths, extras = [], {}
     for name, (train_folds, cal_folds) in splits.items():
-        out = RUNS / f"view2-{name}"
+        out = RUNS / f"view2{tag}-{name}"
         _, extra = train_recipe(lfw, celeba, folds, train_folds, cal_folds, ModelConfig("head"), config, out)
         paths.append(out / "model.pt")
         extras[name] = extra
@@ -96,7 +96,7 @@ def view2(steps: int, lfw, celeba) -> dict:
                                "accuracy_std": report.accuracy_std, "auc": report.auc, "eer": report.eer,
                                **{f"tar@far={k}": v for k, v in report.tar_at_far.items()}}
     curves["SFace cosine"] = (sface_scores, test.same)
-    plot_roc(curves, RESULTS / "view2-roc.png", "LFW View 2 (6000 pairs)")
+    plot_roc(curves, RESULTS / f"view2{tag}-roc.png", "LFW View 2 (6000 pairs)")
     # FAR/FRR at the shipped threshold (model A's, calibrated on folds 5-6) on unseen people (folds 7-9)
     from hyperverify.sdk.hypernet import load_model
 
@@ -206,6 +206,8 @@ def main() -> int:
     parser.add_argument("--part", choices=("view2", "ablations", "curves", "all"), default="all")
     parser.add_argument("--steps", type=int, default=3000, help="training steps of the View 2 models")
     parser.add_argument("--ablation-steps", type=int, default=1000, help="training steps of each ablation run")
+    parser.add_argument("--resample-augment", action="store_true", help="View 2 models also train on resampled faces")
+    parser.add_argument("--tag", default="", help="suffix for run folders and result files (e.g. -v2)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     lfw, celeba = load_sets()
@@ -214,15 +216,16 @@ def main() -> int:
     for part in parts:
         started = time.perf_counter()
         if part == "view2":
-            result = view2(args.steps, lfw, celeba)
+            result = view2(args.steps, lfw, celeba, args.resample_augment, args.tag)
         elif part == "ablations":
             result = ablations(args.ablation_steps, lfw, celeba)
         else:
             result = identity_curve(args.ablation_steps, lfw, celeba)
         payload = {"part": part, "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - started,
                    "result": result}
-        atomic_write_text(RESULTS / f"method-{part}.json", json.dumps(payload, indent=2, default=float) + "\n")
-        print(f"wrote {RESULTS / f'method-{part}.json'}")
+        name = f"method-{part}{args.tag}.json"
+        atomic_write_text(RESULTS / name, json.dumps(payload, indent=2, default=float) + "\n")
+        print(f"wrote {RESULTS / name}")
     return 0
 
 

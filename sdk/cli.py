@@ -124,6 +124,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-norm", action="store_true", help="ablation: no norm penalty on generated weights")
     p.add_argument("--no-distill", action="store_true", help="ablation: labels only, no backbone distillation")
     p.add_argument("--unweighted", action="store_true", help="ablation: plain BCE, no positive/negative balance")
+    p.add_argument("--resample-augment", action="store_true",
+                   help="also train on down-and-up resized faces (robustness to camera resampling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--half-copy", type=Path, help="also write an fp16 copy of the model here (the committed default)")
 
@@ -150,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps, identities=args.identities, kcs=not args.no_kcs,
                          schedule=not args.no_schedule, norm_weight=0.0 if args.no_norm else TrainConfig.norm_weight,
                          distill_weight=0.0 if args.no_distill else TrainConfig.distill_weight,
-                         weighted=not args.unweighted, seed=args.seed)
+                         weighted=not args.unweighted, seed=args.seed, resample_augment=args.resample_augment)
     model, extra = train_recipe(lfw, celeba, fold_people(), parse_folds(args.train_folds),
                                 parse_folds(args.calibration_folds), ModelConfig(generate=args.generate),
                                 config, args.out, far=args.far)

@@ -60,6 +60,7 @@ class TrainConfig:
     kcs_start: float = 0.3
     kcs_full: float = 0.6
     augment: bool = True
+    resample_augment: bool = False  # also blur half of each batch by a random down-and-up resize
     negatives_per_probe: int = 3  # per-sample modes only (generate != head)
     seed: int = 0
     checkpoint_every: int = 500
@@ -87,11 +88,13 @@ class TrainConfig:
         return self.lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, resample: bool = False) -> torch.Tensor:
     """uint8 Bx64x64x3 -> normalised Bx3x64x64 with flips, small shifts/scales and lighting changes.
 
     Kept mild: the aligner already removes pose and scale, so big warps would teach f about
-    misalignments it never sees at run time.
+    misalignments it never sees at run time. ``resample`` also passes half of the batch through a
+    random down-and-up resize (factor 0.4-0.9): camera frames reach f through other resamplings
+    than the dataset photos did, and f's score must not hinge on that.
     """
     x = (images.permute(0, 3, 1, 2).float() - spec.PIXEL_MEAN) * spec.PIXEL_SCALE
     batch = x.shape[0]
@@ -112,6 +115,12 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     brightness = uniform(-0.2, 0.2)[:, None, None, None]
     grey = (torch.rand(batch, generator=generator, device=x.device) < 0.1)[:, None, None, None]
     x = torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
+    if resample:
+        side = int(spec.INPUT_SIZE * float(uniform(0.4, 0.9)[0]))
+        low = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        low = F.interpolate(low, size=x.shape[2:], mode="bilinear", align_corners=False)
+        pick = (torch.rand(batch, generator=generator, device=x.device) < 0.5)[:, None, None, None]
+        x = torch.where(pick, low, x)
     return (x * contrast + brightness).clamp(-1, 1)
 
 
@@ -226,7 +235,7 @@ def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_di
             part = rows[micro * group:(micro + 1) * group]
             gen = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step * 97 + micro)
             x = images[part].to(device)
-            x = augment(x, gen) if config.augment else augment_off(x)
+            x = augment(x, gen, config.resample_augment) if config.augment else augment_off(x)
             emb = embeddings[part].to(device)
             labels = data.labels[part]
             anchors, probes = pair_lists(labels, model_config.generate, config.negatives_per_probe,
@@ -238,11 +247,11 @@ def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_di
             (loss * world / config.micro_batches).backward()
         optimizer.step()
         if rank == 0:
-            bar.set_postfix(loss=f"{float(loss):.3f}", kcs=f"{config.kcs_fraction(step):.2f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", kcs=f"{config.kcs_fraction(step):.2f}")
             done = step + 1
             if monitor is not None and (done % config.eval_every == 0 or done == config.steps):
                 model.eval()
-                history.append({"step": done, "seconds": time.perf_counter() - began, "loss": float(loss),
+                history.append({"step": done, "seconds": time.perf_counter() - began, "loss": loss.item(),
                                 **parts, **monitor(model)})
                 model.train()
             if done % config.checkpoint_every == 0 or done == config.steps:
