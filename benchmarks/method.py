@@ -201,14 +201,86 @@ def identity_curve(steps: int, lfw, celeba) -> list[dict]:
     return out
 
 
+def report() -> str:
+    """Markdown tables and the learning-curve plot from the saved JSON results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    view2_path = RESULTS / "method-view2.json"
+    if view2_path.exists():
+        v = json.loads(view2_path.read_text())["result"]
+        out += ["| scorer (LFW View 2, 6000 pairs) | accuracy | AUC | EER | TAR@FAR 1e-2 | TAR@FAR 1e-3 | parameters | FLOPs |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        size = v["size"]
+        for name, label, params, flops in (
+                ("hyper-symmetric", "f, symmetric pair score (reported)", size["f_parameters"], size["f_flops"]),
+                ("hyper-one-way", "f, one-way (as on a phone)", size["f_parameters"], size["f_flops"]),
+                ("sface-cosine", "SFace cosine (the backbone)", size["sface_parameters"], size["sface_flops"])):
+            r = v["results"][name]
+            out.append(f"| {label} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % | {r['auc']:.4f} | "
+                       f"{100 * r['eer']:.2f} % | {100 * r['tar@far=0.01']:.2f} % | {100 * r['tar@far=0.001']:.2f} % | "
+                       f"{params:,} | {flops / 1e6:.2f} M |")
+        t = v["shipped_threshold"]
+        out += ["", f"Shipped threshold {t['threshold']:.3f} (model A, calibrated for FAR {v['target_far']:g} on folds 5-6), "
+                f"measured on unseen people (folds 7-9), one-way: FAR {t['far']:.2e} ({t['false_accepts']} of "
+                f"{t['impostor_attempts']:,} impostor attempts), FRR {100 * t['frr']:.1f} % ({t['false_rejects']:,} of "
+                f"{t['genuine_attempts']:,} genuine attempts). Training time: "
+                + ", ".join(f"model {k} {s / 60:.1f} min" for k, s in v["train_seconds"].items() if s) + ".", ""]
+    ablation_path = RESULTS / "method-ablations.json"
+    if ablation_path.exists():
+        runs = json.loads(ablation_path.read_text())["result"]
+        out += ["| ablation (View 1 DevTest, 1000 steps) | dev accuracy | dev AUC | train-pairs accuracy | one-way accuracy | AUC, 1 / 3 enrollment images | minutes |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in runs:
+            me = r["multi_enrollment"]
+            out.append(f"| {r['name']} | {100 * r['dev_accuracy']:.1f} % | {r['dev_auc']:.4f} | {100 * r['train_accuracy']:.1f} % | "
+                       f"{100 * r['one_way_accuracy']:.1f} % | {me['enroll_1_auc']:.3f} / {me['enroll_3_auc']:.3f} | {r['seconds'] / 60:.1f} |")
+        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+        for r in runs:
+            steps = [h["step"] for h in r["history"]]
+            ax[0].plot(steps, [100 * h["dev_accuracy"] for h in r["history"]], marker="o", label=r["name"])
+        full = next(r for r in runs if r["name"] == "full")
+        ax[0].plot([h["step"] for h in full["history"]], [100 * h["train_accuracy"] for h in full["history"]],
+                   "k--", label="full: training pairs")
+        ax[0].set_xlabel("training step")
+        ax[0].set_ylabel("accuracy (%)")
+        ax[0].set_title("LFW View 1: DevTest (unseen people) vs DevTrain pairs")
+        ax[0].legend(fontsize=7)
+        ax[0].grid(alpha=0.3)
+        curve_path = RESULTS / "method-curves.json"
+        if curve_path.exists():
+            curve = json.loads(curve_path.read_text())["result"]
+            ax[1].plot([c["identities"] for c in curve], [100 * c["dev_accuracy"] for c in curve], marker="o")
+            ax[1].set_xscale("log")
+            ax[1].set_xlabel("training identities (celeba940 subsets)")
+            ax[1].set_ylabel("DevTest accuracy (%)")
+            ax[1].set_title("accuracy against training identities")
+            ax[1].grid(alpha=0.3, which="both")
+            out += ["", "| training identities (celeba940 only, 1000 steps) | DevTest accuracy | AUC |", "| --- | --- | --- |"]
+            out += [f"| {c['identities']} | {100 * c['dev_accuracy']:.1f} % | {c['dev_auc']:.4f} |" for c in curve]
+        fig.tight_layout()
+        fig.savefig(RESULTS / "learning-curves.png", dpi=110)
+        plt.close(fig)
+    text = "\n".join(out) + "\n"
+    atomic_write_text(RESULTS / "method.md", text)
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all"), default="all")
+    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report"), default="all",
+                        help="report: only rebuild method.md and learning-curves.png from saved results")
     parser.add_argument("--steps", type=int, default=3000, help="training steps of the View 2 models")
     parser.add_argument("--ablation-steps", type=int, default=1000, help="training steps of each ablation run")
     parser.add_argument("--resample-augment", action="store_true", help="View 2 models also train on resampled faces")
     parser.add_argument("--tag", default="", help="suffix for run folders and result files (e.g. -v2)")
     args = parser.parse_args()
+    if args.part == "report":
+        print(report())
+        return 0
     torch.set_num_threads(2)
     lfw, celeba = load_sets()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -226,6 +298,7 @@ def main() -> int:
         name = f"method-{part}{args.tag}.json"
         atomic_write_text(RESULTS / name, json.dumps(payload, indent=2, default=float) + "\n")
         print(f"wrote {RESULTS / name}")
+    print(report())
     return 0
 
 
