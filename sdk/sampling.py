@@ -35,6 +35,8 @@ def build_trainset(parts: list[tuple[PreparedSet, set[str] | None]]) -> TrainSet
         ok = data.status != STATUS_UNREADABLE
         if keep is not None:
             ok &= np.isin(data.identities, list(keep))
+        if not ok.any():
+            continue
         idents = data.identities[ok]
         uniq, inverse = np.unique(idents, return_inverse=True)
         images.append(spec.reduce_crop(data.crops[ok]))
