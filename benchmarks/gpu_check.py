@@ -9,8 +9,9 @@ array in an ignored folder and the package is put on PYTHONPATH as a namespace:
         ln -s $PWD/$d /tmp/pkg/hyperverify/$d; done
     PYTHONPATH=/tmp/pkg:$PWD python3 benchmarks/gpu_check.py carry/orl_train.npz
 
-Measured on an H200 (2026-11-28): both runs on cuda:0, same-minus-different logit gap 6.2 -> 11.9
-(P=8) and 11.1 -> 15.0 (P=32) over 300 steps; 36 and 135 steps/s including start-up.
+Measured on an H200 (2026-11-28, this script): both runs on cuda:0, same-minus-different logit
+gap 6.1 -> 11.8 (P=8) and 11.1 -> 14.9 (P=32) over 300 steps; 31 and 112 steps/s including
+start-up (K-means, first CUDA calls).
 """
 
 from __future__ import annotations
