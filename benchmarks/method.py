@@ -82,7 +82,7 @@ def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dic
         scorer = HyperScorer.from_paths(paths, mode=mode)
         scores = score_pairs(lfw, test, scorer)
         accs = []
-        for model_name, (train_folds, _) in splits.items():
+        for train_folds, _ in splits.values():
             held = [k for k in range(10) if k not in train_folds]
             mask = np.isin(test.fold, held)
             acc, _ = ten_fold_accuracy(scores[mask], test.same[mask], test.fold[mask])

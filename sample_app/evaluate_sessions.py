@@ -128,7 +128,6 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
     pixels.update({path: read_image(path) for files in impostor_files.values() for path in files})
 
     detector = CachedDetector()
-    frames = collections.Counter()
     reasons = {"genuine": collections.Counter(), "impostor": collections.Counter()}
     sessions = collections.Counter()
     false_accepts = []

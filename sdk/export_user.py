@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from hyperverify.runtime.manifest import BundleError, checked_file, read_manifest
 from hyperverify.runtime.user_file import write_user_file

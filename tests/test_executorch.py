@@ -1,7 +1,6 @@
 """ExecuTorch: the shared program fed with each user's weights file equals eager PyTorch and a real
 re-export with that user's weights baked in; a perturbed weight is caught."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

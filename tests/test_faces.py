@@ -2,7 +2,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
