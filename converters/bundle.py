@@ -14,7 +14,6 @@ a half-built bundle; the same inputs give the same bytes (checked by a test).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from hyperverify.converters.executorch_export import export_program
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
+from hyperverify.runtime.atomic import replace_dir
 from hyperverify.runtime.manifest import MANIFEST_NAME, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import FORMAT_VERSION
 
@@ -42,17 +42,6 @@ class BundleInputs:
     enrollment_model: bytes
     public_key: bytes = b""  # 32 raw Ed25519 bytes, or empty for an unsigned deployment
     coreml: bool = True
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Move a finished folder into place; an existing target is swapped out, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def build_bundle(inputs: BundleInputs, target: Path) -> Manifest:

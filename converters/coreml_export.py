@@ -46,6 +46,7 @@ from coremltools.converters.mil.mil import types as _mil_types
 
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
+from hyperverify.runtime.atomic import replace_dir
 
 PRECISIONS = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
 
@@ -201,7 +202,7 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
         _make_deterministic(staging)
         check_package(staging, module, precision)
         _fsync_tree(staging)
-        _replace_dir(staging, path, staging_root)
+        replace_dir(staging, path)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     return path
@@ -276,20 +277,6 @@ def _fsync_tree(root: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _replace_dir(staging: Path, target: Path, scratch: Path) -> None:
-    """Move a finished package into place. A folder cannot be replaced in one rename, so an existing
-    target is first renamed into ``scratch`` (same filesystem; deleted by the caller). A reader sees
-    the old package, briefly none, or the new one: never a half-written one."""
-    if target.exists() or target.is_symlink():
-        os.replace(target, scratch / f"old-{target.name}")
-    os.replace(staging, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _require(metadata: dict[str, str], keys: tuple[str, ...]) -> None:

@@ -42,3 +42,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w") as fh:
         fh.write(text)
+
+
+def replace_dir(staging: str | Path, target: str | Path) -> None:
+    """Move a finished folder into place. A folder cannot be swapped in one rename, so an existing
+    target is first renamed aside, then removed: a reader sees the old folder, briefly none, or the
+    new one, never a half-written one. ``staging`` must be on the target's filesystem."""
+    import shutil
+
+    staging, target = Path(staging), Path(target)
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old is not None:
+        shutil.rmtree(old)
