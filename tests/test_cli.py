@@ -74,3 +74,13 @@ def test_pairs_naming_missing_images(mini_lfw: Path, tmp_path: Path) -> None:
         fh.write("Nobody_Known\t1\t2\n")
     result = run("evaluate", "--data", str(mini_lfw), "--out", str(tmp_path / "r"), "--workers", "1")
     assert_clean_error(result, "Nobody_Known/Nobody_Known_0001.jpg")
+
+
+def test_hyper_scorer_refuses_folds_its_model_trained_on(mini_lfw: Path, tmp_path: Path) -> None:
+    """The default model trained on the people of View 2 folds 0-4: scoring those folds would test
+    on training people, so the evaluator must refuse instead of reporting a flattering number."""
+    from hyperverify.sdk.enroll import DEFAULT_MODEL
+
+    result = run("evaluate", "--data", str(mini_lfw), "--scorer", "hyper", "--model", str(DEFAULT_MODEL),
+                 "--out", str(tmp_path / "r"), "--workers", "1")
+    assert_clean_error(result, "no model was held out from fold(s) [0, 1]")
