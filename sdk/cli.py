@@ -254,11 +254,15 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 @command("verify", _verify_args)
 def _verify(args: argparse.Namespace) -> int:
-    """Run the on-device runtime on images: one line per image with the decision, reason and score."""
-    from hyperverify.runtime import load
+    """Run the on-device runtime on images: one line per image with the decision, reason and score.
+
+    Each image is judged on its own: the lockout, which guards a live camera, is not applied here.
+    Exit status 0 when at least one image was accepted, 1 otherwise.
+    """
+    from hyperverify.runtime import LockoutPolicy, load
     from hyperverify.runtime.image_io import read_image
 
-    verifier = load(args.bundle, args.user)
+    verifier = load(args.bundle, args.user, policy=LockoutPolicy(max_failures=len(args.images) + 1))
     accepted = 0
     for path in args.images:
         result = verifier.verify(read_image(path), color_order="rgb")
