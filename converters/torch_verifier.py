@@ -23,11 +23,6 @@ def unflatten(theta: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Te
     return out
 
 
-def flatten(params: dict[str, torch.Tensor], names: tuple[str, ...]) -> torch.Tensor:
-    """Inverse of ``unflatten`` for unbatched slices: the flat theta in the spec's order."""
-    return torch.cat([params[n].reshape(-1) for n in spec.SLICE_NAMES if n in names])
-
-
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: spec.Conv) -> torch.Tensor:
     if weight.dim() == 4:
         return F.conv2d(x, weight, bias, conv.stride, conv.padding)

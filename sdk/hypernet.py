@@ -120,12 +120,6 @@ class HyperModel(torch.nn.Module):
         feats = features(x, self.shared_params())
         return head["head.weight"][:, 0] @ feats.T + head["head.bias"]
 
-    def full_theta(self, generated: torch.Tensor) -> torch.Tensor:
-        """The complete flat theta (all slices, spec order) for one user's generated slices."""
-        parts = dict(self.shared_params())
-        parts.update(unflatten(generated, self.config.generated))
-        return torch.cat([parts[n].reshape(-1) for n in spec.SLICE_NAMES])
-
 
 def save_model(model: HyperModel, path: Path, extra: dict, half: bool = False) -> None:
     """Atomic checkpoint with its config; ``half`` stores fp16 weights (the committed default)."""

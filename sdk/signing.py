@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.runtime.atomic import atomic_write_bytes
 from hyperverify.runtime.errors import HyperverifyError
@@ -36,7 +36,3 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def public_raw(key: Ed25519PrivateKey) -> bytes:
     """The 32 raw public-key bytes (what the bundle ships and the C++ runtime reads)."""
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_from_raw(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)
