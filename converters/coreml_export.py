@@ -44,6 +44,7 @@ import torch
 from coremltools.converters.mil.frontend.milproto import load as _milproto
 from coremltools.converters.mil.mil import types as _mil_types
 
+from hyperverify.converters.executorch_export import example_inputs
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import replace_dir
@@ -210,8 +211,8 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
 
 def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.models.MLModel:
     shapes = dict(spec.SLICES)
-    x = torch.zeros(1, spec.INPUT_CHANNELS, spec.INPUT_SIZE, spec.INPUT_SIZE)
-    example = (x, *(torch.zeros(shapes[n]) for n in module.generated))
+    example = example_inputs(module.generated)
+    x = example[0]
     with torch.no_grad():
         traced = torch.jit.trace(module, example)
     inputs = [ct.TensorType(name="x", shape=tuple(x.shape), dtype=np.float32)]

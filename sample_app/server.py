@@ -83,10 +83,9 @@ class AppError(HyperverifyError):
 def ensure_bundle(target: Path, model: Path | None = None) -> tuple[Path, bool]:
     """A bundle in ``target`` built from ``model`` (default: the committed model), rebuilt when the
     model's bytes differ from the bundle's enrollment model. Returns (bundle, built now)."""
-    from hyperverify.converters.bundle import BundleInputs, build_bundle
+    from hyperverify.converters.bundle import build_bundle
     from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.export_user import ENROLLMENT_MODEL
-    from hyperverify.sdk.hypernet import model_version
+    from hyperverify.sdk.export_user import ENROLLMENT_MODEL, bundle_inputs
 
     model_path = Path(model or DEFAULT_MODEL)
     model_bytes = model_path.read_bytes() if model_path.is_file() else None
@@ -97,10 +96,7 @@ def ensure_bundle(target: Path, model: Path | None = None) -> tuple[Path, bool]:
         except HyperverifyError:
             pass  # no bundle yet, or a broken one: build it
     hyper, extra = load_default(model_path)
-    inputs = BundleInputs({k: v.detach() for k, v in hyper.shared_params().items()}, hyper.config.generated,
-                          model_version(hyper), float(extra["threshold"]), float(extra["target_far"]),
-                          model_bytes, coreml=False)
-    build_bundle(inputs, target)
+    build_bundle(bundle_inputs(hyper, extra, model_bytes, coreml=False), target)
     return target, True
 
 

@@ -203,9 +203,9 @@ def _build_sdk_args(p: argparse.ArgumentParser) -> None:
 @command("build-sdk", _build_sdk_args)
 def _build_sdk(args: argparse.Namespace) -> int:
     """Build the SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
-    from hyperverify.converters.bundle import BundleInputs, build_bundle
+    from hyperverify.converters.bundle import build_bundle
     from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.hypernet import model_version
+    from hyperverify.sdk.export_user import bundle_inputs
     from hyperverify.sdk.signing import load_private_key, new_private_key, public_raw
 
     model_path = args.model or DEFAULT_MODEL
@@ -214,10 +214,7 @@ def _build_sdk(args: argparse.Namespace) -> int:
     if args.signing_key:
         key = load_private_key(args.signing_key) if args.signing_key.exists() else new_private_key(args.signing_key)
         public = public_raw(key)
-    inputs = BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
-                          model_version(model), float(extra["threshold"]), float(extra["target_far"]),
-                          model_path.read_bytes(), public, coreml=not args.no_coreml)
-    manifest = build_bundle(inputs, args.out)
+    manifest = build_bundle(bundle_inputs(model, extra, model_path.read_bytes(), public, not args.no_coreml), args.out)
     total = sum((args.out / f).stat().st_size for f in manifest.files)
     print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
           f"threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}); "

@@ -8,13 +8,23 @@ from pathlib import Path
 from typing import Sequence
 
 
+from hyperverify.converters.bundle import BundleInputs
 from hyperverify.runtime.manifest import BundleError, checked_file, read_manifest
 from hyperverify.runtime.user_file import write_user_file
 from hyperverify.sdk.enroll import enroll
-from hyperverify.sdk.hypernet import load_model, model_version
+from hyperverify.sdk.hypernet import HyperModel, load_model, model_version
 from hyperverify.sdk.signing import load_private_key, public_raw
 
 ENROLLMENT_MODEL = "server/enrollment-model.pt"
+
+
+def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, public_key: bytes = b"",
+                  coreml: bool = True) -> BundleInputs:
+    """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold.
+    ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
+    return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
+                        model_version(model), float(extra["threshold"]), float(extra["target_far"]),
+                        model_bytes, public_key, coreml)
 
 
 def export_user(images: Sequence[Path], bundle: Path, out: Path, user_id: str,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hyperverify.converters.bundle import BundleInputs, build_bundle
+from hyperverify.converters.bundle import build_bundle
 from hyperverify.converters.torch_verifier import unflatten, verifier_forward
 from hyperverify.runtime import LockoutPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
@@ -18,7 +18,7 @@ from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.manifest import BundleError, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
-from hyperverify.sdk.hypernet import model_version
+from hyperverify.sdk.export_user import bundle_inputs
 from hyperverify.sdk.signing import public_raw
 from tests.conftest import lfw_image
 
@@ -42,9 +42,7 @@ def model():
 def bundle(model, tmp_path_factory) -> Path:
     net, extra = model
     target = tmp_path_factory.mktemp("sdk") / "bundle"
-    build_bundle(BundleInputs({k: v.detach() for k, v in net.shared_params().items()}, net.config.generated,
-                              model_version(net), float(extra["threshold"]), float(extra["target_far"]),
-                              DEFAULT_MODEL.read_bytes(), public_raw(KEY), coreml=False), target)
+    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), public_raw(KEY), coreml=False), target)
     return target
 
 
