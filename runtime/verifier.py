@@ -114,13 +114,11 @@ class Verifier:
         self.frames_required, self.window = frames_required, window
         self._recent: collections.deque[bool] = collections.deque(maxlen=window)
         self._runner = runner
-        shapes = dict(spec.SLICES)
-        offsets = spec.offsets(generated)
+        needed = spec.parameter_count(generated)
+        if weights.theta.size != needed:
+            raise BundleError(f"user file holds {weights.theta.size} values, the program needs {needed}")
         self._user_inputs = [torch.from_numpy(weights.theta[start:start + spec.slice_size(shape)].reshape(shape).copy())
-                             for name, (start, shape) in offsets.items()]
-        if sum(spec.slice_size(shapes[n]) for n in offsets) != weights.theta.size:
-            raise BundleError(f"user file holds {weights.theta.size} values, the program needs "
-                              f"{sum(spec.slice_size(shapes[n]) for n in offsets)}")
+                             for start, shape in spec.offsets(generated).values()]
 
     def score_crop(self, crop: np.ndarray) -> float:
         """f's logit for a 112x112x3 uint8 RGB aligned crop."""
