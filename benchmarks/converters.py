@@ -26,7 +26,7 @@ from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.export_user import export_user
 from hyperverify.sdk.hyper_scorer import HyperScorer
 from hyperverify.sdk.hypernet import load_model
-from hyperverify.sdk.metrics import ten_fold_accuracy
+from hyperverify.sdk.metrics import held_out_fold_accuracy
 from hyperverify.sdk.recipe import load_sets
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,11 +57,7 @@ def view2_accuracy(models: list[Path], fp16: bool, lfw) -> float:
         loaded.append((model, set(extra["test_folds"])))
     scorer = HyperScorer(loaded)
     scores = scorer.score(lfw, lfw.index(test.a), lfw.index(test.b), test.fold)
-    accuracies = []
-    for _, folds in loaded:
-        mask = np.isin(test.fold, list(folds))
-        accuracies += ten_fold_accuracy(scores[mask], test.same[mask], test.fold[mask])[0]
-    return float(np.mean(accuracies))
+    return float(np.mean(held_out_fold_accuracy(scores, test.same, test.fold, [sorted(f) for _, f in loaded])))
 
 
 def main() -> int:

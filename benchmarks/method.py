@@ -35,7 +35,7 @@ from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.evaluate import evaluate, plot_roc, score_pairs
 from hyperverify.sdk.hyper_scorer import HyperScorer
 from hyperverify.sdk.hypernet import ModelConfig
-from hyperverify.sdk.metrics import roc_summary, ten_fold_accuracy
+from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary, ten_fold_accuracy
 from hyperverify.sdk.recipe import fold_people, load_sets, train_recipe
 from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.scorers import SFaceCosine
@@ -81,12 +81,8 @@ def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dic
     for mode in ("symmetric", "one-way"):
         scorer = HyperScorer.from_paths(paths, mode=mode)
         scores = score_pairs(lfw, test, scorer)
-        accs = []
-        for train_folds, _ in splits.values():
-            held = [k for k in range(10) if k not in train_folds]
-            mask = np.isin(test.fold, held)
-            acc, _ = ten_fold_accuracy(scores[mask], test.same[mask], test.fold[mask])
-            accs += acc
+        held = [[k for k in range(10) if k not in train_folds] for train_folds, _ in splits.values()]
+        accs = held_out_fold_accuracy(scores, test.same, test.fold, held)
         summary = roc_summary(scores, test.same)
         results[f"hyper-{mode}"] = {"fold_accuracy": accs, "accuracy_mean": float(np.mean(accs)),
                                    "accuracy_std": float(np.std(accs)), **summary}

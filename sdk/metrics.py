@@ -49,3 +49,14 @@ def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarray) ->
         thresholds.append(threshold)
         accuracies.append(accuracy(scores[test], same[test], threshold))
     return accuracies, thresholds
+
+
+def held_out_fold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarray,
+                           groups: list[list[int]]) -> list[float]:
+    """Per-fold accuracy when each group of folds was scored by its own model: a fold's threshold
+    comes only from the other folds of its group (never from folds that model trained on)."""
+    out: list[float] = []
+    for group in groups:
+        mask = np.isin(fold, group)
+        out += ten_fold_accuracy(scores[mask], same[mask], fold[mask])[0]
+    return out

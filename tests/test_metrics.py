@@ -36,3 +36,15 @@ def test_threshold_at_far_counts_false_accepts() -> None:
     t = threshold_at_far(impostors, 0.01)
     assert (impostors >= t).sum() == 10
     assert (impostors >= threshold_at_far(impostors, 0.0)).sum() == 0
+
+
+def test_held_out_groups_never_share_thresholds() -> None:
+    """Two models, two groups of folds: group B's scores are shifted, and only B's own folds may set
+    B's thresholds, so both groups stay perfect."""
+    from hyperverify.sdk.metrics import held_out_fold_accuracy
+
+    same = np.tile(np.r_[np.ones(50, bool), np.zeros(50, bool)], 4)
+    fold = np.repeat(np.arange(4), 100)
+    scores = np.where(same, 1.0, 0.0) + np.where(fold >= 2, 10.0, 0.0)
+    assert held_out_fold_accuracy(scores, same, fold, [[0, 1], [2, 3]]) == [1.0] * 4
+    assert min(ten_fold_accuracy(scores, same, fold)[0]) < 1.0
