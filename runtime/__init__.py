@@ -5,6 +5,7 @@
     result = verifier.verify(frame)   # result.accepted, result.reason, result.score
 """
 
-from hyperverify.runtime.verifier import LockoutPolicy, Result, Verifier, load
+from hyperverify.runtime.lockout import Lockout, LockoutRules
+from hyperverify.runtime.verifier import Result, Verifier, load
 
-__all__ = ["load", "Verifier", "Result", "LockoutPolicy"]
+__all__ = ["load", "Verifier", "Result", "Lockout", "LockoutRules"]

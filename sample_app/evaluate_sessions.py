@@ -40,14 +40,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hyperverify.runtime import LockoutPolicy, load
+from hyperverify.runtime import Lockout, load
 from hyperverify.runtime.faces import FaceDetector
 from hyperverify.runtime.image_io import decode_image, read_image
+from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.manifest import read_manifest
 from hyperverify.sample_app.frames import letterbox
 
 MIN_PHOTOS = 4
-NEVER_LOCK = 10**9
 
 
 class CachedDetector:
@@ -137,7 +137,7 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             user = f"owner{i:02d}"
             export_user(enrolled, bundle, Path(tmp), user, coreml=False)
             user_file = Path(tmp) / f"{user}.hvu"
-            verifier = load(bundle, user_file, policy=LockoutPolicy(NEVER_LOCK), detector=detector)
+            verifier = load(bundle, user_file, lockout=Lockout(rules=NO_LOCKOUT), detector=detector)
             session_verifier = load(bundle, user_file, detector=detector)
             genuine_reasons = [decide(verifier, pixels[p]) for p in tests]
             reasons["genuine"].update(genuine_reasons)
@@ -161,7 +161,7 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
                 progress(f"{i + 1}/{len(plan)} {owner}: enrolled from {len(enrolled)}, genuine "
                          f"{genuine_reasons.count('accepted')}/{len(tests)} accepted; {len(false_accepts)} false accepts so far "
                          f"({time.monotonic() - started:.0f} s)")
-        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", policy=LockoutPolicy(NEVER_LOCK))
+        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", lockout=Lockout(rules=NO_LOCKOUT))
         sample = [pixels[p] for p in list(pixels)[:timing_frames]]
         timed = {f"{w}x{h}": timing(timed_verifier, sample, (w, h)) for w, h in ((320, 240), (640, 480))}
 
@@ -190,9 +190,9 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
 
 
 def _session(verifier, frames: list[np.ndarray]) -> dict:
-    """Attempts in order through the real lockout rule (a fresh policy, time standing still) until
+    """Attempts in order through the real lockout rule (a fresh in-memory lockout, time standing still) until
     unlocked or locked out."""
-    verifier.policy = LockoutPolicy(clock=lambda: 0.0)
+    verifier.lockout = Lockout(clock=lambda: 0.0)
     attempts = 0
     for rgb in frames:
         result = verifier.verify(rgb, color_order="rgb")

@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hyperverify.runtime import LockoutPolicy, load, spec
+from hyperverify.runtime import Lockout, load, spec
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.lockout import NO_LOCKOUT
 
 
 def timed(fn: Callable[[], object], calls: int, repeats: int) -> dict[str, float]:
@@ -59,6 +60,7 @@ def peak_memory(bundle: Path, user: Path, images: list[Path]) -> float:
 import resource, numpy as np
 from hyperverify.runtime import load
 from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.lockout import NO_LOCKOUT
 v = load({str(bundle)!r}, {str(user)!r})
 for p in {[str(p) for p in images]!r}:
     v.verify(read_image(p), 'rgb')
@@ -71,7 +73,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 def run_bench(bundle: Path, user: Path, images: list[Path], calls: int = 2000, repeats: int = 5,
               cpp_cli: Path | None = None) -> dict:
     torch.set_num_threads(1)
-    verifier = load(bundle, user, policy=LockoutPolicy(max_failures=10**9))  # time decisions, not lockouts
+    verifier = load(bundle, user, lockout=Lockout(rules=NO_LOCKOUT))  # time decisions, not lockouts
     crop = FaceAligner()(read_image(images[0]))[0]
     x = spec.to_input(spec.reduce_crop(crop))
     results: dict[str, dict] = {}

@@ -256,10 +256,11 @@ def _verify(args: argparse.Namespace) -> int:
     Each image is judged on its own: the lockout, which guards a live camera, is not applied here.
     Exit status 0 when at least one image was accepted, 1 otherwise.
     """
-    from hyperverify.runtime import LockoutPolicy, load
+    from hyperverify.runtime import Lockout, load
     from hyperverify.runtime.image_io import read_image
+    from hyperverify.runtime.lockout import NO_LOCKOUT
 
-    verifier = load(args.bundle, args.user, policy=LockoutPolicy(max_failures=len(args.images) + 1))
+    verifier = load(args.bundle, args.user, lockout=Lockout(rules=NO_LOCKOUT))
     accepted = 0
     for path in args.images:
         result = verifier.verify(read_image(path), color_order="rgb")
