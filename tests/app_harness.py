@@ -15,11 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-import cv2
 import pytest
-
-from hyperverify.runtime.image_io import read_image
-from hyperverify.sample_app.frames import letterbox
 
 START_TIMEOUT_S = 600  # the first start builds the bundle (ExecuTorch export)
 PIN = "482916"
@@ -139,11 +135,3 @@ def multipart(files: list[tuple[str, bytes]], fields: dict[str, str] | None = No
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
                      f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def camera_jpeg(photo: Path) -> bytes:
-    """A photo as the page sends it: letterboxed into a 320x240 camera frame, JPEG."""
-    frame = letterbox(read_image(photo), 320, 240)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    assert ok
-    return data.tobytes()

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from app_harness import PIN, App, Tab, camera_jpeg
+from app_harness import PIN, App, Tab
 from conftest import lfw_image
+from hyperverify.sample_app.frames import camera_jpeg
 from hyperverify.sample_app.server import ensure_bundle
 
 OWNER, STRANGER = "George_W_Bush", "Tony_Blair"
@@ -196,8 +197,7 @@ def test_lockout_survives_restart_escalates_and_ends_in_the_pin(bundle: Path, lf
     app = start(bundle, tmp_path)
     try:
         tab = enroll_owner(app, lfw)
-        reply = five_rejects(tab, lfw)
-        assert reply["failures"] == 5
+        five_rejects(tab, lfw)
     finally:
         app.stop()
     app.assert_clean()
