@@ -30,9 +30,12 @@ package, across processes (tested), for the same coremltools, torch and protobuf
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -217,9 +220,15 @@ def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.mo
         traced = torch.jit.trace(module, example)
     inputs = [ct.TensorType(name="x", shape=tuple(x.shape), dtype=np.float32)]
     inputs += [ct.TensorType(name=input_name(n), shape=shapes[n], dtype=np.float32) for n in module.generated]
-    return ct.convert(traced, convert_to="mlprogram", minimum_deployment_target=target,
-                      compute_precision=PRECISIONS[precision], inputs=inputs,
-                      outputs=[ct.TensorType(name="logit")])
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(chatter):  # coremltools' own progress bars, which it cannot switch off
+            return ct.convert(traced, convert_to="mlprogram", minimum_deployment_target=target,
+                              compute_precision=PRECISIONS[precision], inputs=inputs,
+                              outputs=[ct.TensorType(name="logit")])
+    except Exception:
+        sys.stderr.write(chatter.getvalue())
+        raise
 
 
 def _stamp(mlmodel: ct.models.MLModel, generated: tuple[str, ...], inputs: tuple[str, ...], precision: str,

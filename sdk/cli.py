@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from hyperverify.runtime.errors import HyperverifyError
+from hyperverify.sdk.quiet import silence_third_party
 
 EPILOG = """\
 typical session:
@@ -349,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    silence_third_party()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
