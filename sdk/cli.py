@@ -248,26 +248,49 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="photos or camera frames to verify")
     p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
     p.add_argument("--user", type=Path, required=True, help="the user's .hvu weights file")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (per-image results and the summary) instead of lines")
 
 
 @command("verify", _verify_args)
 def _verify(args: argparse.Namespace) -> int:
-    """Run the on-device runtime on images: one line per image with the decision, reason and score.
+    """Run the on-device runtime on images: one line per image with the decision, reason and score,
+    then a summary (accepted / rejected / no decision, with the reasons).
 
-    Each image is judged on its own: the lockout, which guards a live camera, is not applied here.
-    Exit status 0 when at least one image was accepted, 1 otherwise.
+    Each image is judged on its own: the lockout, which guards a live camera, is not applied here,
+    and an unreadable image or one without a face is reported and the next image is still judged.
+    Exit status: 0 when at least one image was accepted, 1 when none was, 2 when the bundle or the
+    user file cannot be used (nothing was judged).
     """
+    import json
+
     from hyperverify.runtime import LockoutPolicy, load
     from hyperverify.runtime.image_io import read_image
 
     verifier = load(args.bundle, args.user, policy=LockoutPolicy(max_failures=len(args.images) + 1))
-    accepted = 0
+    results = []
     for path in args.images:
-        result = verifier.verify(read_image(path), color_order="rgb")
-        accepted += result.accepted
-        score = "" if result.score is None else f" score={result.score:+.3f}"
-        print(f"{path}: {result.reason}{score}")
-    return 0 if accepted else 1
+        try:
+            result = verifier.verify(read_image(path), color_order="rgb")
+            entry = {"image": str(path), "decision": "accepted" if result.accepted else
+                     "rejected" if result.reason == "rejected" else "no decision",
+                     "reason": result.reason, "score": result.score}
+        except HyperverifyError as err:
+            entry = {"image": str(path), "decision": "no decision", "reason": "unreadable", "detail": str(err)}
+        results.append(entry)
+        if not args.json:
+            score = "" if entry.get("score") is None else f" score={entry['score']:+.3f}"
+            detail = f" ({entry['detail']})" if "detail" in entry else ""
+            print(f"{path}: {entry['reason']}{score}{detail}")
+    counts = {d: sum(r["decision"] == d for r in results) for d in ("accepted", "rejected", "no decision")}
+    reasons = sorted({r["reason"] for r in results if r["decision"] == "no decision"})
+    if args.json:
+        print(json.dumps({"results": results, "summary": {**counts, "no_decision_reasons": reasons}}, indent=2))
+    else:
+        why = f" ({', '.join(reasons)})" if reasons else ""
+        print(f"{len(results)} images: {counts['accepted']} accepted, {counts['rejected']} rejected, "
+              f"{counts['no decision']} no decision{why}")
+    return 0 if counts["accepted"] else 1
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

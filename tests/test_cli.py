@@ -84,3 +84,24 @@ def test_hyper_scorer_refuses_folds_its_model_trained_on(mini_lfw: Path, tmp_pat
     result = run("evaluate", "--data", str(mini_lfw), "--scorer", "hyper", "--model", str(DEFAULT_MODEL),
                  "--out", str(tmp_path / "r"), "--workers", "1")
     assert_clean_error(result, "no model was held out from fold(s) [0, 1]")
+
+
+def test_verify_judges_every_image_and_summarises(lfw: Path, tmp_path: Path) -> None:
+    """`verify good bad good`: the unreadable middle file is reported, the third image is still judged."""
+    bundle, user = tmp_path / "sdk", tmp_path / "owner.hvu"
+    assert run("build-sdk", "--out", str(bundle), "--no-coreml").returncode == 0
+    person = lfw / "images" / "Aaron_Peirsol"
+    assert run("enroll", str(person / "Aaron_Peirsol_0001.jpg"), "--out", str(user)).returncode == 0
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    images = [str(person / "Aaron_Peirsol_0002.jpg"), str(bad), str(lfw / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")]
+    result = run("verify", "--bundle", str(bundle), "--user", str(user), *images)
+    lines = result.stdout.splitlines()
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr
+    assert [line.split(":")[0] for line in lines[:3]] == images
+    assert "unreadable" in lines[1] and lines[2].split(": ")[1].split()[0] in ("accepted", "rejected")
+    assert lines[3].startswith("3 images:") and "1 no decision (unreadable)" in lines[3]
+    report = json.loads(run("verify", "--json", "--bundle", str(bundle), "--user", str(user), *images).stdout)
+    assert [r["decision"] for r in report["results"]][1] == "no decision"
+    assert report["summary"]["no decision"] == 1
+    assert report["summary"]["accepted"] + report["summary"]["rejected"] == 2
