@@ -186,6 +186,8 @@ def _enroll(args: argparse.Namespace) -> int:
     from hyperverify.sdk.enroll import enroll, load_default
     from hyperverify.sdk.signing import load_private_key
 
+    if not args.out.parent.is_dir():
+        raise HyperverifyError(f"{args.out.parent}: no such folder for --out (create it first)")
     model, extra = load_default(args.model)
     weights = enroll(args.images, model, extra, user_id=args.user_id, dtype="float32" if args.fp32 else "float16")
     key = load_private_key(args.signing_key) if args.signing_key else None
@@ -230,7 +232,7 @@ def _export_user_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="one or more photos of the user")
     p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
     p.add_argument("--out", type=Path, required=True, help="folder for the user's files")
-    p.add_argument("--user-id", default="owner")
+    p.add_argument("--user-id", default="owner", help="stored in the user's files, shown by the runtime")
     p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) matching the bundle's public key")
     p.add_argument("--no-coreml", action="store_true", help="only the .hvu weights files")
 
@@ -318,6 +320,8 @@ def _bench(args: argparse.Namespace) -> int:
     images = sorted(person.glob("*.jpg"))
     if len(images) < 41:
         raise HyperverifyError(f"{person}: LFW images needed for the benchmark frames")
+    if not (args.bundle / "manifest.json").is_file():
+        raise HyperverifyError(f"{args.bundle}: no SDK bundle here; run `hyperverify build-sdk --out {args.bundle}` first")
     user = args.user
     if user is None:
         model, extra = load_default(args.bundle / "server" / "enrollment-model.pt")
@@ -359,6 +363,17 @@ def _app(args: argparse.Namespace) -> int:
                  lockout_seconds=args.lockout_seconds, signing_key=args.signing_key, reset=args.reset)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it tells something: not for unset (None) or off (False) options,
+    nor where the help text already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperverify",
@@ -369,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (setup, run) in _COMMANDS.items():
         doc = (run.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         setup(p)
         p.set_defaults(run=run)
     return parser

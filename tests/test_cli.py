@@ -1,5 +1,6 @@
 """The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits, real LFW pairs."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -26,6 +27,26 @@ def test_help_teaches() -> None:
     result = run("--help")
     assert result.returncode == 0 and "prepare" in result.stdout and "HYPERVERIFY_DATA" in result.stdout
     assert "lfw-view2" in run("evaluate", "--help").stdout
+
+
+def test_help_shows_only_defaults_that_tell_something() -> None:
+    """No '(default: None)' or '(default: False)', and never the default twice on one option."""
+    from hyperverify.sdk.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        text = " ".join(command.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        assert "default model) (default" not in text, name
+    enroll_help = " ".join(sub.choices["enroll"].format_help().split())
+    assert "(default: owner)" in enroll_help
+
+
+def test_enroll_refuses_a_missing_output_folder(tmp_path: Path, lfw: Path) -> None:
+    image = lfw / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"
+    assert_clean_error(run("enroll", str(image), "--out", str(tmp_path / "no" / "u.hvu")), "no such folder")
+    assert not (tmp_path / "no").exists()
 
 
 def test_missing_and_empty_folders(tmp_path: Path) -> None:
