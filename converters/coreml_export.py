@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -47,7 +46,7 @@ from coremltools.converters.mil.mil import types as _mil_types
 from hyperverify.converters.executorch_export import example_inputs
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
-from hyperverify.runtime.atomic import replace_dir
+from hyperverify.runtime.atomic import replace_dir, staging_dir
 
 PRECISIONS = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
 
@@ -195,8 +194,7 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
         raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
     mlmodel = _convert(module.eval(), precision, target)
     _stamp(mlmodel, generated, module.generated, precision, metadata, description)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging_root = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    staging_root = staging_dir(path)
     try:
         staging = staging_root / path.name
         mlmodel.save(str(staging))

@@ -207,7 +207,7 @@ def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_di
     start, history = 0, []
     config_dict = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
         if state["config"] == config_dict:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
