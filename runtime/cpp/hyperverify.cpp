@@ -3,6 +3,7 @@
 #include "hyperverify.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -87,11 +88,17 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
   auto handle = std::make_unique<hv_handle>();
   handle->runner = std::move(runner.value());
   handle->weights = std::move(weights.value());
-  // The floor, rounded up to float so that the comparison with a float logit never dips below it.
-  float floor = static_cast<float>(m.threshold);
-  if (static_cast<double>(floor) < m.threshold) floor = std::nextafter(floor, INFINITY);
-  if (!std::isfinite(floor))
-    return report(fail(HV_BUNDLE, "the manifest's threshold does not fit a float"), err, err_len);
+  // The floor, rounded up to float so that the comparison with a float logit never dips below it
+  // (a floor above the largest float becomes +inf: no finite logit reaches it, as in Python).
+  float floor;
+  if (m.threshold > static_cast<double>(FLT_MAX)) {
+    floor = INFINITY;
+  } else if (m.threshold < -static_cast<double>(FLT_MAX)) {
+    floor = -INFINITY;
+  } else {
+    floor = static_cast<float>(m.threshold);
+    if (static_cast<double>(floor) < m.threshold) floor = std::nextafter(floor, INFINITY);
+  }
   handle->threshold = std::max(handle->weights.threshold, floor);
   *out = handle.release();
   return HV_OK;
