@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -50,7 +49,7 @@ from coremltools.converters.mil.mil import types as _mil_types
 from hyperverify.converters.executorch_export import example_inputs
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
-from hyperverify.runtime.atomic import replace_dir
+from hyperverify.runtime.atomic import replace_dir, staging_dir
 
 PRECISIONS = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
 
@@ -198,8 +197,7 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
         raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
     mlmodel = _convert(module.eval(), precision, target)
     _stamp(mlmodel, generated, module.generated, precision, metadata, description)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging_root = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    staging_root = staging_dir(path)
     try:
         staging = staging_root / path.name
         mlmodel.save(str(staging))

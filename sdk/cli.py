@@ -20,7 +20,15 @@ typical session:
   hyperverify evaluate                                   # SFace baseline on LFW View 2
   hyperverify train --out runs/default                   # hypernetwork on celeba940 + LFW folds 0-4
   hyperverify evaluate --scorer hyper --model runs/default/model.pt --model runs/other/model.pt
-  hyperverify enroll me1.jpg me2.jpg --out me.hvu        # a user's weights file
+  hyperverify build-sdk --out build/sdk                  # signed bundle + build/sdk.public-key.pem
+  hyperverify export-user me1.jpg --bundle build/sdk --out users/   # signed user files
+  hyperverify verify probe.jpg --bundle build/sdk --user users/owner.hvu
+
+signing: build-sdk, export-user and enroll sign with the backend's Ed25519 key, by default
+  $XDG_CONFIG_HOME/hyperverify/signing-key.pem (~/.config/hyperverify/signing-key.pem; made with
+  mode 0600 on first use, never inside the repository or the bundle). Devices trust only the
+  public key the app passes to the runtime (build-sdk writes it beside the bundle as
+  <bundle>.public-key.pem); a bundle cannot change it.
 
 environment:
   HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data)
@@ -176,7 +184,11 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user-id", default="owner", help="stored in the file, shown by the runtime")
     p.add_argument("--model", type=Path, help="trained model (default: the committed default model)")
     p.add_argument("--fp32", action="store_true", help="store theta as float32 instead of float16")
-    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign the file with")
+    p.add_argument("--signing-key", type=Path,
+                   help="Ed25519 private key (PEM) to sign the file with; default "
+                        "$XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
+    p.add_argument("--unsigned", action="store_true",
+                   help="write an unsigned file (only runtimes opted out with TrustPolicy.allow_unsigned load it)")
 
 
 @command("enroll", _enroll_args)
@@ -184,47 +196,44 @@ def _enroll(args: argparse.Namespace) -> int:
     """Generate a user's personal verifier from face photo(s) and write their weights file."""
     from hyperverify.runtime.user_file import write_user_file
     from hyperverify.sdk.enroll import enroll, load_default
-    from hyperverify.sdk.signing import load_private_key
+    from hyperverify.sdk.signing import load_or_create_key
 
     if not args.out.parent.is_dir():
         raise HyperverifyError(f"{args.out.parent}: no such folder for --out (create it first)")
+    if args.unsigned and args.signing_key:
+        raise HyperverifyError("--unsigned and --signing-key contradict each other")
     model, extra = load_default(args.model)
     weights = enroll(args.images, model, extra, user_id=args.user_id, dtype="float32" if args.fp32 else "float16")
-    key = load_private_key(args.signing_key) if args.signing_key else None
+    key, key_path = (None, None) if args.unsigned else load_or_create_key(args.signing_key)[:2]
     write_user_file(args.out, weights, key)
     print(f"{args.out}: {weights.theta.size} values ({weights.dtype}), threshold {weights.threshold:.3f}, "
-          f"model {weights.model_version}{', signed' if key else ''}")
+          f"model {weights.model_version}, {f'signed with {key_path}' if key else 'UNSIGNED'}")
     return 0
 
 
 def _build_sdk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="trained model (default: the committed default model)")
-    p.add_argument("--out", type=Path, default=Path("build/sdk"), help="bundle folder (replaced atomically)")
+    p.add_argument("--out", type=Path, default=Path("build/sdk"),
+                   help="bundle folder (replaced atomically); its public key is written beside it as "
+                        "OUT.public-key.pem")
     p.add_argument("--signing-key", type=Path,
-                   help="Ed25519 private key (PEM) whose public half devices will require on user files; "
-                        "created (mode 0600) if the path does not exist. Without it the bundle accepts unsigned files")
+                   help="the backend's Ed25519 private key (PEM) that signs the manifest and, later, user files; "
+                        "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML package")
 
 
 @command("build-sdk", _build_sdk_args)
 def _build_sdk(args: argparse.Namespace) -> int:
-    """Build the SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
-    from hyperverify.converters.bundle import build_bundle
-    from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.export_user import bundle_inputs
-    from hyperverify.sdk.signing import load_private_key, new_private_key, public_raw
+    """Build the signed SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
+    from hyperverify.sdk.export_user import build_signed_bundle
+    from hyperverify.sdk.signing import public_key_path, public_raw
 
-    model_path = args.model or DEFAULT_MODEL
-    model, extra = load_default(model_path)
-    public = b""
-    if args.signing_key:
-        key = load_private_key(args.signing_key) if args.signing_key.exists() else new_private_key(args.signing_key)
-        public = public_raw(key)
-    manifest = build_bundle(bundle_inputs(model, extra, model_path.read_bytes(), public, not args.no_coreml), args.out)
+    manifest, key, key_path = build_signed_bundle(args.out, args.model, args.signing_key, not args.no_coreml)
     total = sum((args.out / f).stat().st_size for f in manifest.files)
     print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
-          f"threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}); "
-          f"{'signed user files required' if public else 'unsigned user files accepted'}")
+          f"calibrated threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}), a floor for every user\n"
+          f"signed with {key_path}; the app's trust anchor: {public_key_path(args.out)} "
+          f"(hex {public_raw(key).hex()})")
     return 0
 
 
@@ -233,7 +242,9 @@ def _export_user_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
     p.add_argument("--out", type=Path, required=True, help="folder for the user's files")
     p.add_argument("--user-id", default="owner", help="stored in the user's files, shown by the runtime")
-    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) matching the bundle's public key")
+    p.add_argument("--signing-key", type=Path,
+                   help="the Ed25519 private key (PEM) the bundle was built with; "
+                        "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem")
     p.add_argument("--no-coreml", action="store_true", help="only the .hvu weights files")
 
 
@@ -255,6 +266,13 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", type=Path, required=True, help="the user's .hvu weights file")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (per-image results and the summary) instead of lines")
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument("--public-key", type=Path,
+                       help="the trust anchor: the backend's public key (PEM or 64 hex digits); "
+                            "default BUNDLE.public-key.pem as build-sdk writes it")
+    trust.add_argument("--allow-unsigned", metavar="REASON",
+                       help="accept an unsigned manifest and user file (anyone who can write them decides "
+                            "who is accepted); say why")
 
 
 @command("verify", _verify_args)
@@ -269,10 +287,15 @@ def _verify(args: argparse.Namespace) -> int:
     """
     import json
 
-    from hyperverify.runtime import LockoutPolicy, load
+    from hyperverify.runtime import LockoutPolicy, TrustPolicy, load
     from hyperverify.runtime.image_io import read_image
+    from hyperverify.sdk.signing import public_key_path
 
-    verifier = load(args.bundle, args.user, policy=LockoutPolicy(max_failures=len(args.images) + 1))
+    if args.allow_unsigned is not None:
+        trust = TrustPolicy.allow_unsigned(args.allow_unsigned)
+    else:
+        trust = TrustPolicy.from_public_key_file(args.public_key or public_key_path(args.bundle))
+    verifier = load(args.bundle, args.user, trust, policy=LockoutPolicy(max_failures=len(args.images) + 1))
     results = []
     for path in args.images:
         try:
@@ -306,15 +329,20 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp-runtime/hyperverify_cli"),
                    help="the C++ runtime's CLI, timed too when it exists")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
+    p.add_argument("--signing-key", type=Path,
+                   help="the key the bundle was built with (signs the benchmark user; the device side checks "
+                        "both signatures as an app would); default $XDG_CONFIG_HOME/hyperverify/signing-key.pem")
 
 
 @command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     """Time f (eager, ExecuTorch, C++), the SFace alternative, a 640x480 frame end to end, loading, memory."""
+    from hyperverify.runtime import TrustPolicy
     from hyperverify.runtime.user_file import write_user_file
     from hyperverify.sdk.bench import markdown, run_bench, write
     from hyperverify.sdk.datasets import data_root
     from hyperverify.sdk.enroll import enroll, load_default
+    from hyperverify.sdk.signing import default_key_path, load_private_key, public_raw
 
     person = data_root() / "lfw" / "images" / "George_W_Bush"
     images = sorted(person.glob("*.jpg"))
@@ -322,12 +350,14 @@ def _bench(args: argparse.Namespace) -> int:
         raise HyperverifyError(f"{person}: LFW images needed for the benchmark frames")
     if not (args.bundle / "manifest.json").is_file():
         raise HyperverifyError(f"{args.bundle}: no SDK bundle here; run `hyperverify build-sdk --out {args.bundle}` first")
+    key = load_private_key(args.signing_key or default_key_path())
     user = args.user
     if user is None:
         model, extra = load_default(args.bundle / "server" / "enrollment-model.pt")
         user = args.bundle.parent / "bench-user.hvu"
-        write_user_file(user, enroll(images[:1], model, extra, user_id="bench"))
-    report = run_bench(args.bundle, user, images[1:41], args.calls, args.repeats, args.cpp_cli)
+        write_user_file(user, enroll(images[:1], model, extra, user_id="bench"), key)
+    report = run_bench(args.bundle, user, images[1:41], TrustPolicy.signed(public_raw(key)), args.calls,
+                       args.repeats, args.cpp_cli)
     write(report, args.out)
     print(markdown(report))
     return 0

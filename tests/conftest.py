@@ -43,6 +43,8 @@ def celeba() -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets a session-wide private cache, never the user's ~/.cache."""
     monkeypatch.setenv("HYPERVERIFY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # signing keys made by build-sdk / enroll / export-user land here, never in ~/.config
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
 
 
 def lfw_image(lfw: Path, name: str, number: int) -> Path:

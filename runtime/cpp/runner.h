@@ -19,9 +19,10 @@ namespace hyperverify {
 
 class Runner {
  public:
-  // Load the program and its forward method; HV_IO when the file cannot be
-  // read, HV_PROGRAM for anything that is not a loadable verifier program.
-  static Result<std::unique_ptr<Runner>> load(const std::string& pte_path);
+  // Load the program from its bytes (already checked against the manifest:
+  // what was hashed is what runs) and its forward method; HV_PROGRAM for
+  // anything that is not a loadable verifier program. `name` is for messages.
+  static Result<std::unique_ptr<Runner>> load(std::vector<uint8_t> program, const std::string& name);
 
   ~Runner();
   Runner(const Runner&) = delete;
