@@ -152,9 +152,11 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         if name in raw and not check(raw[name]):
             raise BundleError(f"{source}: malformed manifest field {name!r}")
     manifest = Manifest(**raw)
-    if not set(manifest.programs.values()) <= set(manifest.files):
-        raise BundleError(f"{source}: a program is not listed among the bundle's files")
-    if not set(manifest.generated) <= set(spec.SLICE_NAMES) or len(set(manifest.generated)) != len(manifest.generated):
+    for program in manifest.programs.values():  # a file, or a folder of files (a Core ML package)
+        if program not in manifest.files and not any(f.startswith(program + "/") for f in manifest.files):
+            raise BundleError(f"{source}: a program is not listed among the bundle's files")
+    generated = manifest.generated
+    if not generated or not set(generated) <= set(spec.SLICE_NAMES) or len(set(generated)) != len(generated):
         raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated}")
     expected = spec.layout_hash(tuple(manifest.generated))
     if manifest.layout_hash != expected:

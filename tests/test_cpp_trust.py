@@ -291,3 +291,140 @@ def test_fuzzed_manifests_get_the_same_reason_from_python_and_cpp(build, bundle,
         assert cpp == python, f"{bytes(blob)[:300]!r}: Python {python}, C++ {cpp} ({policy})"
         if policy != OPT_OUT and bytes(blob) != (bundle / "manifest.json").read_bytes():
             assert cpp == "signature", "a changed manifest passed the signature check"
+
+
+# ---------------------------------------------------------------------------------------------
+# the readers under ASan + UBSan: thousands of damaged manifests, user files and state files in one
+# process (tests/cpp/fuzz_readers.cpp); no crash, and the same verdict as Python
+
+
+READERS = ["json", "manifest", "files", "crypto", "lockout", "user_file", "status"]
+
+
+@pytest.fixture(scope="module")
+def sanitized_readers() -> Path:
+    root = Path(__file__).resolve().parents[1]
+    out = root / "build" / "fuzz-readers" / "fuzz_readers"
+    sources = [root / "tests" / "cpp" / "fuzz_readers.cpp"] + [root / "runtime" / "cpp" / f"{n}.cpp" for n in READERS]
+    headers = list((root / "runtime" / "cpp").glob("*.h"))
+    if not out.exists() or out.stat().st_mtime < max(p.stat().st_mtime for p in sources + headers):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = [shutil.which("c++") or "g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined",
+                   "-fno-sanitize-recover=all", f"-I{root / 'runtime' / 'cpp'}", *map(str, sources), "-lcrypto",
+                   "-o", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _run_readers(binary: Path, kind: str, files: list[Path], *extra: str) -> list[str]:
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    done = subprocess.run([str(binary), kind, *extra, *map(str, files)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, f"the {kind} reader crashed or a sanitizer fired:\n{done.stderr[-4000:]}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(files)
+    return lines
+
+
+def _damage(rng: np.random.Generator, blob: bytes) -> bytes:
+    out = bytearray(blob)
+    for _ in range(int(rng.integers(1, 4))):
+        at = int(rng.integers(len(out))) if out else 0
+        kind = int(rng.integers(4))
+        if kind == 0 and out:
+            out[at] ^= 1 << int(rng.integers(8))
+        elif kind == 1:
+            del out[at:at + int(rng.integers(1, 16))]
+        elif kind == 2:
+            out[at:at] = rng.choice(list(b'{}[]",:0123456789.eE-+\\u tfn\x00\xff\xc3'), int(rng.integers(1, 4))).astype(np.uint8).tobytes()
+        elif out:
+            out[at:at + 2] = bytes(rng.integers(0, 256, 2, dtype=np.uint8))
+    return bytes(out)
+
+
+def test_damaged_manifests_under_sanitizers_match_python(sanitized_readers, bundle, tmp_path) -> None:
+    from hyperverify.runtime.manifest import parse_manifest
+
+    rng = np.random.default_rng(2026)
+    good = (bundle / "manifest.json").read_bytes()
+    raw = json.loads(good)
+    odd = [None, True, 0, -1, 2.5, 1e308, "", "x" * 70, [], {}, ["head.weight"], {"../x": "a" * 64},
+           {"verifier-xnnpack.pte": "A" * 64}, "0123456789ABCDEF", 2, [1, 2]]
+    files, expected = [], []
+    for i in range(1500):
+        if i % 3 == 0:
+            changed = dict(raw)
+            changed[sorted(raw)[int(rng.integers(len(raw)))]] = odd[int(rng.integers(len(odd)))]
+            blob = json.dumps(changed).encode()
+        else:
+            blob = _damage(rng, good)
+        path = tmp_path / f"m{i}.json"
+        path.write_bytes(blob)
+        files.append(path)
+        try:
+            parse_manifest(blob)
+            expected.append("ok")
+        except BundleError:
+            expected.append("bundle")
+    got = _run_readers(sanitized_readers, "manifest", files, make_vectors.LAYOUT, ",".join(make_vectors.GENERATED))
+    mismatches = [(files[i].name, expected[i], got[i]) for i in range(len(files)) if expected[i] != got[i]]
+    assert not mismatches, mismatches[:5]
+    assert 0 < expected.count("ok") < len(files)
+
+
+def test_damaged_user_files_under_sanitizers_match_python(sanitized_readers, tmp_path) -> None:
+    rng = np.random.default_rng(11)
+    sources = [Path(make_vectors.__file__).parent / n for n in ("good_fp16.hvu", "good_fp32.hvu", "good_signed.hvu")]
+    files, expected = [], []
+    for i in range(3000):
+        blob = _damage(rng, sources[i % 3].read_bytes())
+        if i % 2 and len(blob) > 32:
+            import hashlib
+
+            blob = blob[:-32] + hashlib.sha256(blob[:-32]).digest()  # reach the checks after the checksum
+        path = tmp_path / f"u{i}.hvu"
+        path.write_bytes(blob)
+        files.append(path)
+        try:
+            uf.decode(blob)
+            expected.append("ok")
+        except uf.UserFileError as err:
+            expected.append(err.reason)
+    got = _run_readers(sanitized_readers, "user", files)
+    mismatches = [(files[i].name, expected[i], got[i]) for i in range(len(files)) if expected[i] != got[i]]
+    assert not mismatches, mismatches[:5]
+    assert len(set(expected)) >= 5
+
+
+def _state_verdict(blob: bytes) -> str:
+    """The state file format, as the Python lockout module must read it: anything else is pin_required."""
+    try:
+        state = json.loads(blob.decode("utf-8"), parse_constant=lambda name: float("nan"))
+    except (ValueError, RecursionError):
+        return "pin_required"
+    ok = (isinstance(state, dict) and set(state) == STATE_KEYS and type(state["format"]) is int
+          and state["format"] == 1 and all(type(state[k]) is int and 0 <= state[k] <= 1e9
+                                             for k in ("failures", "total_failures"))
+          and type(state["locked_until"]) in (int, float) and np.isfinite(state["locked_until"])
+          and type(state["pin_required"]) is bool)
+    if not ok or state["pin_required"]:
+        return "pin_required"
+    return "ok" if state["failures"] or state["total_failures"] else "fresh"
+
+
+def test_damaged_state_files_under_sanitizers_fail_closed(sanitized_readers, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    good = b'{"format": 1, "failures": 3, "total_failures": 7, "locked_until": 1765000000.25, "pin_required": false}'
+    files, expected = [tmp_path / "absent.json"], ["fresh"]
+    for i in range(800):
+        blob = _damage(rng, good)
+        path = tmp_path / f"s{i}.json"
+        path.write_bytes(blob)
+        files.append(path)
+        expected.append(_state_verdict(blob))
+    got = _run_readers(sanitized_readers, "state", files)
+    mismatches = [(files[i].name, files[i].read_bytes() if files[i].exists() else b"", expected[i], got[i])
+                  for i in range(len(files)) if expected[i] != got[i]]
+    assert not mismatches, mismatches[:5]
+    assert expected.count("pin_required") > 100 and expected.count("ok") > 10

@@ -62,9 +62,12 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
   if (!program.ok()) return report(program.error(), err, err_len);
   auto runner = Runner::load(std::move(program.value()), bundle + "/" + role->second);
   if (!runner.ok()) return report(runner.error(), err, err_len);
+  // The runtime cannot recompute the layout hash from `generated` (runtime/spec.py owns it): it
+  // checks the manifest's hash and slice count against the program's.
   if (int_to_hash(runner.value()->layout_hash()) != m.layout_hash ||
-      int_to_hash(runner.value()->model_version()) != m.model_version)
-    return report(fail(HV_BUNDLE, bundle + ": the program's layout or model version differs from the manifest's"),
+      int_to_hash(runner.value()->model_version()) != m.model_version ||
+      runner.value()->user_input_count() != m.generated.size())
+    return report(fail(HV_BUNDLE, bundle + ": the program's layout, slices or model version differ from the manifest's"),
                   err, err_len);
   auto data = read_bounded(user_path, kMaxUserFileBytes, HV_LENGTH);
   if (!data.ok()) return report(data.error(), err, err_len);
@@ -213,29 +216,5 @@ int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, 
 float hv_threshold(const hv_handle* handle) { return handle == nullptr ? std::nanf("") : handle->threshold; }
 
 void hv_close(hv_handle* handle) { delete handle; }
-
-const char* hv_status_string(int status) {
-  switch (status) {
-    case HV_OK: return "ok";
-    case HV_BAD_MAGIC: return "bad_magic";
-    case HV_VERSION: return "version";
-    case HV_TRUNCATED: return "truncated";
-    case HV_LENGTH: return "length";
-    case HV_CHECKSUM: return "checksum";
-    case HV_SIGNATURE: return "signature";
-    case HV_LAYOUT: return "layout";
-    case HV_VALUES: return "values";
-    case HV_DTYPE: return "dtype";
-    case HV_INVALID: return "invalid";
-    case HV_IO: return "io";
-    case HV_BAD_INPUT: return "bad_input";
-    case HV_PROGRAM: return "program";
-    case HV_MODEL_VERSION: return "model_version";
-    case HV_BUNDLE: return "bundle";
-    case HV_LOCKED_OUT: return "locked_out";
-    case HV_PIN_REQUIRED: return "pin_required";
-    default: return "unknown";
-  }
-}
 
 }  // extern "C"

@@ -58,7 +58,7 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
   if (layout.kind != Json::String || !lower_hex(layout.text, 16)) return bad("malformed layout_hash");
   manifest.layout_hash = layout.text;
   const Json& generated = *root.get("generated");
-  if (generated.kind != Json::Array) return bad("malformed generated");
+  if (generated.kind != Json::Array || generated.items.empty()) return bad("malformed generated");
   std::set<std::string> seen;
   for (const Json& name : generated.items) {
     if (name.kind != Json::String || !kSliceNames.count(name.text) || !seen.insert(name.text).second)
@@ -84,8 +84,12 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
       return bad("a program path leaves the bundle");
     manifest.programs[member.first] = member.second.text;
   }
-  for (const auto& program : manifest.programs)
-    if (!manifest.files.count(program.second)) return bad("a program is not listed among the files");
+  for (const auto& program : manifest.programs) {  // a file, or a folder of files (a Core ML package)
+    bool listed = manifest.files.count(program.second) > 0;
+    for (const auto& file : manifest.files)
+      listed = listed || file.first.compare(0, program.second.size() + 1, program.second + "/") == 0;
+    if (!listed) return bad("a program is not listed among the files");
+  }
   return manifest;
 }
 

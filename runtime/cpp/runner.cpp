@@ -116,6 +116,8 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   return runner;
 }
 
+size_t Runner::user_input_count() const { return state_->user.size(); }
+
 size_t Runner::user_value_count() const {
   size_t total = 0;
   for (const auto& slice : state_->user) total += slice.size();

@@ -31,6 +31,8 @@ class Runner {
   int64_t layout_hash() const { return layout_hash_; }
   int64_t model_version() const { return model_version_; }
   int64_t input_size() const { return input_size_; }
+  // Number of per-user inputs (the generated slices).
+  size_t user_input_count() const;
   // Number of theta values the per-user inputs take, in total.
   size_t user_value_count() const;
 
