@@ -5,7 +5,8 @@
     result = verifier.verify(frame)   # result.accepted, result.reason, result.score
 """
 
+from hyperverify.runtime.lockout import Lockout, LockoutRules
 from hyperverify.runtime.trust import TrustPolicy
-from hyperverify.runtime.verifier import LockoutPolicy, Result, Verifier, load
+from hyperverify.runtime.verifier import Result, Verifier, load
 
-__all__ = ["load", "Verifier", "Result", "LockoutPolicy", "TrustPolicy"]
+__all__ = ["load", "Verifier", "Result", "Lockout", "LockoutRules", "TrustPolicy"]

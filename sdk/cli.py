@@ -287,15 +287,16 @@ def _verify(args: argparse.Namespace) -> int:
     """
     import json
 
-    from hyperverify.runtime import LockoutPolicy, TrustPolicy, load
+    from hyperverify.runtime import Lockout, TrustPolicy, load
     from hyperverify.runtime.image_io import read_image
+    from hyperverify.runtime.lockout import NO_LOCKOUT
     from hyperverify.sdk.signing import public_key_path
 
     if args.allow_unsigned is not None:
         trust = TrustPolicy.allow_unsigned(args.allow_unsigned)
     else:
         trust = TrustPolicy.from_public_key_file(args.public_key or public_key_path(args.bundle))
-    verifier = load(args.bundle, args.user, trust, policy=LockoutPolicy(max_failures=len(args.images) + 1))
+    verifier = load(args.bundle, args.user, trust, lockout=Lockout(rules=NO_LOCKOUT))
     results = []
     for path in args.images:
         try:
@@ -375,11 +376,17 @@ def _app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", type=Path,
                    help="no camera: play this folder of images (sorted by name) or .y4m video on the page instead")
     p.add_argument("--state-dir", type=Path, default=Path.home() / ".local" / "state" / "hyperverify" / "app",
-                   help="where the bundle and the enrolled user's .hvu file are kept")
+                   help="where the bundle, the enrolled user's .hvu file, its PIN hash and its lockout state are kept")
     p.add_argument("--lockout-seconds", type=float, default=30.0,
-                   help="how long 5 failed attempts in a row lock the screen")
+                   help="how long 5 failed attempts in a row lock the screen; each further failure doubles it "
+                        "(at most 1 h); after 20 failures only the PIN unlocks")
+    p.add_argument("--relock-seconds", type=float, default=60.0,
+                   help="an unlocked page locks again by itself after this long")
+    p.add_argument("--debug", action="store_true",
+                   help="show scores and the threshold on the page and in answers (off by default: they help an attacker)")
     p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) when the bundle requires signed user files")
-    p.add_argument("--reset", action="store_true", help="forget the enrolled user before starting")
+    p.add_argument("--reset", action="store_true",
+                   help="forget the enrolled user, its PIN and its lockout before starting (the way back when the PIN is lost)")
 
 
 @command("app", _app_args)
@@ -387,10 +394,13 @@ def _app(args: argparse.Namespace) -> int:
     """Run the unlock-screen prototype: a local web page with camera, enrollment and lock screen."""
     from hyperverify.sample_app.server import serve
 
-    if args.lockout_seconds <= 0:
-        raise HyperverifyError("--lockout-seconds must be positive")
+    if not 0 < args.lockout_seconds <= 3600:
+        raise HyperverifyError("--lockout-seconds must be in (0, 3600]")
+    if args.relock_seconds <= 0:
+        raise HyperverifyError("--relock-seconds must be positive")
     return serve(args.bundle, args.state_dir, port=args.port, source=args.source, model=args.model,
-                 lockout_seconds=args.lockout_seconds, signing_key=args.signing_key, reset=args.reset)
+                 lockout_seconds=args.lockout_seconds, relock_seconds=args.relock_seconds, debug=args.debug,
+                 signing_key=args.signing_key, reset=args.reset)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

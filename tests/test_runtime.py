@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.converters.bundle import build_bundle, write_signed_manifest
 from hyperverify.converters.torch_verifier import unflatten, verifier_forward
-from hyperverify.runtime import LockoutPolicy, TrustPolicy, load, spec
+from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
 from hyperverify.runtime.manifest import BundleError, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
@@ -68,7 +69,7 @@ def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
 
 
 def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, TRUST, policy=LockoutPolicy(max_failures=10**6))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     own = [verifier.verify(read_image(lfw_image(lfw, "George_W_Bush", i)), "rgb") for i in range(20, 40)]
     others = [verifier.verify(read_image(p), "rgb") for p in sorted((lfw / "images").glob("A*/*_0001.jpg"))[:40]]
     own_scores = [r.score for r in own if r.score is not None]
@@ -80,7 +81,7 @@ def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
     clock = FakeClock()
-    verifier = load(bundle, owner, TRUST, policy=LockoutPolicy(clock=clock))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=clock))
     stranger = read_image(lfw_image(lfw, "Abel_Pacheco", 1))
     results = [verifier.verify(stranger, "rgb") for _ in range(5)]
     assert [r.reason for r in results] == ["rejected"] * 5
@@ -94,8 +95,22 @@ def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
     assert verifier.verify(owner_frame, "rgb").reason in ("accepted", "rejected")
 
 
+@pytest.mark.parametrize("state, reason", [(LockoutState(5, 5, 2e9, False), "locked_out"),
+                                           (LockoutState(20, 20, 0.0, True), "pin_required")])
+def test_locked_out_device_decodes_nothing(bundle, owner, lfw, state, reason) -> None:
+    """Issue 11 item 6: the lockout is checked before the image is decoded (a bomb costs nothing)."""
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(MemoryStore(state), clock=lambda: 1e9))
+    for data in (b"not an image", lfw_image(lfw, "George_W_Bush", 25).read_bytes()):
+        result = verifier.verify_encoded(data)
+        assert (result.reason, result.accepted, result.score) == (reason, False, None)
+    verifier.lockout = Lockout(clock=lambda: 1e9)
+    with pytest.raises(ImageError):
+        verifier.verify_encoded(b"not an image")
+    assert verifier.verify_encoded(lfw_image(lfw, "George_W_Bush", 25).read_bytes()).reason in ("accepted", "rejected")
+
+
 def test_frame_reasons(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, TRUST, policy=LockoutPolicy(max_failures=10**6))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     face = read_image(lfw_image(lfw, "George_W_Bush", 5))
     assert verifier.verify(np.full((480, 640, 3), 90, np.uint8)).reason == "no_face"
     twin = np.concatenate([face, read_image(lfw_image(lfw, "Abel_Pacheco", 1))], axis=1)
