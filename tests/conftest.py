@@ -39,12 +39,15 @@ def celeba() -> Path:
     return _require("celeba940")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets a session-wide private cache, never the user's ~/.cache."""
-    monkeypatch.setenv("HYPERVERIFY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    # signing keys made by build-sdk / enroll / export-user land here, never in ~/.config
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory):
+    """A session-wide private cache and config folder, never the user's ~/.cache or ~/.config
+    (build-sdk, enroll and the app make signing keys under $XDG_CONFIG_HOME). Session-scoped so that
+    it is in place before any module fixture builds a bundle, and subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HYPERVERIFY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+        yield
 
 
 def lfw_image(lfw: Path, name: str, number: int) -> Path:
