@@ -194,6 +194,10 @@ def test_an_accept_resets_the_counts(build, program, users, crop, tmp_path) -> N
 
 @pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"format": 2, "failures": 0, "total_failures": 0, '
                                      b'"locked_until": 0.0, "pin_required": false}',
+                                     b'{"format": 1.0, "failures": 0, "total_failures": 0, "locked_until": 0.0, '
+                                     b'"pin_required": false}',
+                                     b'{"format": 1, "failures": 0, "total_failures": 0, "locked_until": -5.0, '
+                                     b'"pin_required": false}',
                                      b'{"format": 1, "failures": -1, "total_failures": 0, "locked_until": 0.0, '
                                      b'"pin_required": false}',
                                      b'{"format": 1, "failures": 0, "total_failures": 0, "locked_until": 0.0, '
@@ -232,14 +236,17 @@ print(status, accepted.value, round(left.value), pin.value)
 """
 
 
-def test_the_lockout_is_checked_before_the_crop_is_touched(build, bundle, users, tmp_path) -> None:
+@pytest.mark.parametrize("ahead, reported", [(100, 100), (10 * 86400, 3600)])
+def test_the_lockout_is_checked_before_the_crop_is_touched(build, bundle, users, tmp_path, ahead, reported) -> None:
+    """A NULL crop while locked: HV_LOCKED_OUT, not HV_BAD_INPUT. A lock far in the future (a clock
+    set back) counts as at most one hour."""
     state = tmp_path / "s.json"
-    _write_state(state, 5, 5, locked_until=time.time() + 100)
+    _write_state(state, 5, 5, locked_until=time.time() + ahead)
     done = subprocess.run([sys.executable, "-c", LOCKED_SCRIPT, str(build / "libhyperverify.so"), str(bundle),
                            str(users[1]["path"]), str(state)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     status, accepted, left, pin = map(int, done.stdout.split())
-    assert (status, accepted, pin) == (16, 0, 0) and 95 <= left <= 100  # HV_LOCKED_OUT, not HV_BAD_INPUT
+    assert (status, accepted, pin) == (16, 0, 0) and reported - 5 <= left <= reported
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,10 +404,19 @@ def test_damaged_user_files_under_sanitizers_match_python(sanitized_readers, tmp
     assert len(set(expected)) >= 5
 
 
+def _unique_keys(pairs: list) -> dict:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
 def _state_verdict(blob: bytes) -> str:
-    """The state file format, as the Python lockout module must read it: anything else is pin_required."""
+    """The state file format, as the Python lockout module (runtime/lockout.py, the app helper's
+    branch) reads it: anything else is pin_required. One deliberate difference: the C++ reader also
+    refuses duplicate keys (fail closed), which Python's json.loads would merge."""
     try:
-        state = json.loads(blob.decode("utf-8"), parse_constant=lambda name: float("nan"))
+        state = json.loads(blob.decode("utf-8"), parse_constant=lambda name: float("nan"),
+                           object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError):
         return "pin_required"
     ok = (isinstance(state, dict) and set(state) == STATE_KEYS and type(state["format"]) is int

@@ -369,3 +369,28 @@ def test_fuzzed_user_files_raise_user_file_error_only_and_never_pass_a_signed_po
     assert bytes(blob) == (VECTORS / "good_signed.hvu").read_bytes(), \
         "a damaged file passed a signed policy"
     assert weights.signed
+
+
+# ---------------------------------------------------------------------------------------------
+# signing on by default in the CLI
+
+
+def test_enroll_signs_by_default_with_a_private_key_outside_the_repo(lfw, tmp_path) -> None:
+    """Attack 3: unsigned was the default of the tools. The key is made once, 0600, in
+    $XDG_CONFIG_HOME/hyperverify (the tests point it at a temporary folder)."""
+    from hyperverify.sdk.signing import default_key_path, load_private_key
+    from tests.test_cli import run
+
+    key_path = default_key_path()
+    assert str(key_path).startswith(os.environ["XDG_CONFIG_HOME"])
+    done = run("enroll", str(lfw_image(lfw, "George_W_Bush", 1)), "--out", str(tmp_path / "me.hvu"))
+    assert done.returncode == 0, done.stderr
+    assert key_path.stat().st_mode & 0o777 == 0o600 and f"signed with {key_path}" in done.stdout
+    public = load_private_key(key_path).public_key()
+    assert uf_read_signed(tmp_path / "me.hvu", public).signed
+    help_text = run("verify", "--help").stdout + run("build-sdk", "--help").stdout
+    assert "--public-key" in help_text and "--allow-unsigned" in help_text and "signing-key.pem" in help_text
+
+
+def uf_read_signed(path: Path, public) -> UserWeights:
+    return read_user_file(path, public_key=public, require_signature=True)

@@ -162,7 +162,7 @@ int hv_lockout_status(hv_handle* handle, double* locked_for, int* pin_required) 
   if (handle == nullptr || handle->lockout_path.empty()) return HV_BAD_INPUT;
   try {
     auto state = hyperverify::read_lockout(handle->lockout_path);
-    if (locked_for != nullptr) *locked_for = std::max(0.0, state.locked_until - hyperverify::unix_now());
+    if (locked_for != nullptr) *locked_for = hyperverify::lock_remaining(state, hyperverify::unix_now());
     if (pin_required != nullptr) *pin_required = state.pin_required ? 1 : 0;
     return HV_OK;
   } catch (const std::exception&) {

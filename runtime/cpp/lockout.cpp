@@ -16,7 +16,7 @@ namespace {
 
 bool count(const Json* value, int64_t& out) {
   if (value == nullptr || value->kind != Json::Number || !value->integer || value->number < 0 ||
-      value->number > 1e9)
+      value->number >= 2147483648.0)
     return false;
   out = static_cast<int64_t>(value->number);
   return true;
@@ -51,9 +51,10 @@ LockoutState read_lockout(const std::string& path) {
   const Json* until = root.get("locked_until");
   const Json* pin = root.get("pin_required");
   LockoutState state;
-  if (format->kind != Json::Number || format->number != 1 || !count(root.get("failures"), state.failures) ||
-      !count(root.get("total_failures"), state.total_failures) || until->kind != Json::Number ||
-      !std::isfinite(until->number) || pin->kind != Json::Bool)
+  if (format->kind != Json::Number || !format->integer || format->number != 1 ||
+      !count(root.get("failures"), state.failures) || !count(root.get("total_failures"), state.total_failures) ||
+      until->kind != Json::Number || !std::isfinite(until->number) || until->number < 0 ||
+      pin->kind != Json::Bool)
     return pin_required();
   state.locked_until = until->number;
   state.pin_required = pin->boolean;
@@ -71,12 +72,7 @@ Status write_lockout(const std::string& path, const LockoutState& state) {
 }
 
 LockoutState record_attempt(LockoutState state, bool accepted, double now) {
-  if (accepted) {
-    state.failures = 0;
-    state.total_failures = 0;
-    state.locked_until = 0.0;
-    return state;
-  }
+  if (accepted) return LockoutState{};
   state.failures++;
   state.total_failures++;
   if (state.failures >= kLockoutAfter) {
@@ -87,9 +83,13 @@ LockoutState record_attempt(LockoutState state, bool accepted, double now) {
   return state;
 }
 
+double lock_remaining(const LockoutState& state, double now) {
+  return std::max(0.0, std::min(state.locked_until - now, kLockoutMaxSeconds));
+}
+
 hv_status attempt_allowed(const LockoutState& state, double now) {
   if (state.pin_required) return HV_PIN_REQUIRED;
-  if (now < state.locked_until) return HV_LOCKED_OUT;
+  if (lock_remaining(state, now) > 0) return HV_LOCKED_OUT;
   return HV_OK;
 }
 

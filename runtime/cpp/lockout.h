@@ -8,9 +8,11 @@
 // Policy: each reject adds one to both counts; from the 5th consecutive reject
 // on, every reject locks for 30 s * 2^(failures - 5), capped at 1 h (30, 60,
 // 120, ...); at 20 total_failures only the app's PIN path unlocks
-// (pin_required). An accept resets both counts and the lock. A missing file is
-// a fresh state; an unreadable or malformed one means pin_required (fail
-// closed). Written atomically (temporary file, fsync, rename).
+// (pin_required). An accept resets everything. A missing file is a fresh
+// state; an unreadable or malformed one means pin_required (fail closed):
+// exactly these five keys, format the integer 1, counts integers in
+// [0, 2^31), locked_until a finite number >= 0, pin_required a boolean, at
+// most 4 KiB. Written atomically (temporary file, fsync, rename).
 #pragma once
 
 #include <cstdint>
@@ -40,6 +42,10 @@ Status write_lockout(const std::string& path, const LockoutState& state);
 
 // The policy: the state after one decided attempt at unix time `now`.
 LockoutState record_attempt(LockoutState state, bool accepted, double now);
+
+// Seconds until the next attempt may be made, at most kLockoutMaxSeconds (a
+// clock set back, or a far-future locked_until, cannot lock the owner out for days).
+double lock_remaining(const LockoutState& state, double now);
 
 // HV_OK when an attempt may be made now, HV_PIN_REQUIRED or HV_LOCKED_OUT otherwise.
 hv_status attempt_allowed(const LockoutState& state, double now);

@@ -60,7 +60,6 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   // The network runs on the calling thread: XNNPACK takes its pthreadpool when
   // the delegate is initialised (load_method), and a null pool means "inline".
   NoThreadPoolGuard no_pool;
-  const std::string& pte_path = name;
   auto state = std::make_unique<State>();
   state->program = std::move(program);
   state->module = std::make_unique<Module>(
@@ -68,10 +67,10 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   Module& module = *state->module;
   EtError error = module.load(executorch::runtime::Program::Verification::InternalConsistency);
   if (error != EtError::Ok)
-    return fail(HV_PROGRAM, pte_path + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
   error = module.load_method("forward");
   if (error != EtError::Ok)
-    return fail(HV_PROGRAM, pte_path + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
 
   auto layout = constant(module, "layout_hash");
   if (!layout.ok()) return layout.error();
