@@ -108,8 +108,8 @@ def test_cross_site_requests_change_nothing(enrolled: App, lfw: Path) -> None:
 def test_unlocked_belongs_to_one_tab_and_locks_again_by_itself(enrolled: App, lfw: Path) -> None:
     owner, other = enrolled.tab(), enrolled.tab()
     reply = owner_unlocks(owner, lfw)
-    assert 0 < reply["relock_in"] <= RELOCK_S
     assert other.status()["state"] == "locked"
+    assert 0 < reply["relock_in"] <= RELOCK_S
     code, reply = other.forget()
     assert code == 403 and "Only the owner" in reply["error"] and reply["enrolled"]
     code, reply = owner.verify(camera_jpeg(lfw_image(lfw, OWNER, OWNER_FRAME)))

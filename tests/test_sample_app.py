@@ -155,7 +155,7 @@ def camera_file(folder: Path, lfw: Path, name: str, numbers: tuple[int, ...]) ->
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_unlock_session(app: App, playwright, lfw: Path, tmp_path: Path, shots: Path) -> None:
+def test_unlock_session(playwright, app: App, lfw: Path, tmp_path: Path, shots: Path) -> None:
     owner_camera = camera_file(tmp_path, lfw, OWNER, OWNER_CAMERA)
     impostor_camera = camera_file(tmp_path, lfw, IMPOSTOR, IMPOSTOR_CAMERA)
     owner_browser, a = open_page(playwright, app.url, owner_camera)
@@ -239,7 +239,7 @@ def test_unlock_session(app: App, playwright, lfw: Path, tmp_path: Path, shots: 
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_bad_input_and_source_mode(app: App, playwright, lfw: Path, tmp_path: Path, shots: Path) -> None:
+def test_bad_input_and_source_mode(playwright, app: App, lfw: Path, tmp_path: Path, shots: Path) -> None:
     """Non-images, empty files, a photo without a face, empty and corrupt frames: a message, no crash.
     Also --source (frames played by the server) and enrollment from camera frames."""
     bundle = Path(re.search(r"bundle: (\S+)", "".join(app.output)).group(1))
@@ -325,7 +325,7 @@ def test_bad_input_and_source_mode(app: App, playwright, lfw: Path, tmp_path: Pa
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_recovery_pin_and_relock_in_the_page(app: App, playwright, lfw: Path, tmp_path: Path, shots: Path) -> None:
+def test_recovery_pin_and_relock_in_the_page(playwright, app: App, lfw: Path, tmp_path: Path, shots: Path) -> None:
     """A flipped bit in the saved enrollment, then a restart: the page says "Locked: recovery needed
     (PIN)", refuses a new face without the PIN, unlocks with the PIN, takes the new enrollment, and
     an unlocked page locks again by itself."""
