@@ -50,5 +50,27 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory):
         yield
 
 
+SYSTEM_PACKAGES = "apt-get install cmake g++ libssl-dev chromium"
+
+
+def require_system(available: bool, what: str) -> None:
+    """A test needing a system package skips, naming the install line, where it is missing; under
+    CI=true it fails instead, so that CI never passes by skipping."""
+    if available:
+        return
+    message = f"{what} is not installed ({SYSTEM_PACKAGES})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI=true requires it")
+    pytest.skip(message)
+
+
+def cpp_toolchain_ready() -> bool:
+    """cmake, a C++ compiler and the OpenSSL headers: what building runtime/cpp needs."""
+    import shutil
+
+    return bool(shutil.which("cmake") and (shutil.which("c++") or shutil.which("g++"))
+                and Path("/usr/include/openssl/evp.h").is_file())
+
+
 def lfw_image(lfw: Path, name: str, number: int) -> Path:
     return lfw / "images" / name / f"{name}_{number:04d}.jpg"

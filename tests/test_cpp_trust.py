@@ -23,6 +23,7 @@ from hyperverify.runtime import TrustPolicy
 from hyperverify.runtime import user_file as uf
 from hyperverify.runtime.manifest import BundleError, checked_file
 from hyperverify.runtime.trust import ManifestSignatureError, open_manifest
+from tests.conftest import cpp_toolchain_ready, require_system
 from tests.test_cpp_runtime import (OPT_OUT, _cli, _make_bundle, _reason, _rewrite, _score, _synthetic_crops,
                                     _write_crop, build, bundle, make_vectors, model, program, signing_key,
                                     users)
@@ -314,6 +315,7 @@ def sanitized_readers() -> Path:
     out = root / "build" / "fuzz-readers" / "fuzz_readers"
     sources = [root / "tests" / "cpp" / "fuzz_readers.cpp"] + [root / "runtime" / "cpp" / f"{n}.cpp" for n in READERS]
     headers = list((root / "runtime" / "cpp").glob("*.h"))
+    require_system(cpp_toolchain_ready(), "the C++ toolchain (cmake, g++, OpenSSL headers)")
     if not out.exists() or out.stat().st_mtime < max(p.stat().st_mtime for p in sources + headers):
         out.parent.mkdir(parents=True, exist_ok=True)
         command = [shutil.which("c++") or "g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined",
