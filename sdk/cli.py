@@ -90,7 +90,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="how a pair is scored (sface-cosine is the backbone baseline)")
     p.add_argument("--model", type=Path, action="append",
                    help="trained model(s) for --scorer hyper; each scores only the folds it never trained on")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON, markdown and ROC PNG")
+    p.add_argument("--out", type=Path, default=Path("out/evaluate"),
+                   help="folder for the JSON, markdown and ROC PNG (the committed figures: --out reports)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for preparation")
 
 
