@@ -34,6 +34,7 @@ from hyperverify.sdk.calibrate import attempts
 from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.evaluate import evaluate, plot_roc, score_pairs
 from hyperverify.sdk.hyper_scorer import HyperScorer
+from hyperverify.sdk.hygiene import check
 from hyperverify.sdk.hypernet import ModelConfig
 from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary, ten_fold_accuracy
 from hyperverify.sdk.recipe import fold_people, load_sets, train_recipe
@@ -111,13 +112,19 @@ def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dic
             "steps": steps}
 
 
+def read_people(path: Path) -> set[str]:
+    """The names of a View 1 people file (a count, then ``name images`` lines)."""
+    return {line.split()[0] for line in path.read_text().splitlines()[1:] if line.strip()}
+
+
 def view1_run(name: str, lfw, celeba, model_config: ModelConfig, config: TrainConfig, people: set[str] | None = None,
               enroll_images: int = 1) -> dict:
     root = data_root() / "lfw"
-    dev_train = people if people is not None else {
-        line.split()[0] for line in (root / "peopleDevTrain.txt").read_text().splitlines()[1:]}
+    dev_train = people if people is not None else read_people(root / "peopleDevTrain.txt")
     test, train_pairs = protocol_pairs(root, "lfw-view1")
-    data = build_trainset([(celeba, None), (lfw, dev_train)])
+    hygiene = check(lfw, [celeba])
+    dev_train = hygiene.disjoint(dev_train, read_people(root / "peopleDevTest.txt"))
+    data = build_trainset([(celeba, hygiene.keep(celeba)), (lfw, dev_train)])
     fold = np.arange(len(test)) % 10
 
     def monitor(model) -> dict:
@@ -132,6 +139,7 @@ def view1_run(name: str, lfw, celeba, model_config: ModelConfig, config: TrainCo
     started = time.perf_counter()
     model, history = train(data, model_config, config, RUNS / f"view1-{name}", monitor=monitor)
     out = {"name": name, "seconds": time.perf_counter() - started, "identities": len(data.names),
+           "hygiene": hygiene.summary(),
            "images": len(data), "history": history, **history[-1]}
     one_way = HyperScorer([(model, None)], mode="one-way")
     scores = score_pairs(lfw, test, one_way)

@@ -1,11 +1,12 @@
 """The on-device verifier: load a bundle and a user's weights, decide on camera frames.
 
-    verifier = hyperverify.runtime.load("bundle/", "alice.hvu")
+    verifier = hyperverify.runtime.load("bundle/", "alice.hvu", TrustPolicy.signed(BACKEND_KEY))
     result = verifier.verify(frame)          # BGR uint8 from OpenCV; color_order="rgb" otherwise
     result.accepted, result.reason, result.score
 
 Decisions and their reasons (``Result.reason``):
-    accepted        f's logit >= the user's calibrated threshold (k of the last n frames, if set)
+    accepted        f's logit >= the user's calibrated threshold, never below the bundle's (k of the
+                    last n frames, if set); a NaN or infinite logit never accepts
     rejected        a face was verified and it is not the owner's
     no_face         YuNet found no face
     several_faces   two faces of similar size (the second at least ``AMBIGUOUS_AREA`` of the
@@ -35,8 +36,10 @@ from hyperverify.runtime.errors import HyperverifyError, ImageError
 from hyperverify.runtime.faces import Face, FaceDetector, align
 from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
-from hyperverify.runtime.manifest import BundleError, Manifest, checked_file, read_manifest
-from hyperverify.runtime.user_file import UserWeights, read_user_file
+from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
+from hyperverify.runtime.trust import (TrustPolicy, accepts, open_manifest, read_trusted_user_file,
+                                       threshold_floor)
+from hyperverify.runtime.user_file import UserWeights
 
 MIN_FACE_PX = 48
 MIN_DETECTOR_SCORE = 0.75
@@ -78,13 +81,14 @@ class Verifier:
 
     def __init__(self, runner: ProgramRunner, weights: UserWeights, generated: tuple[str, ...],
                  detector: FaceDetector | None = None, lockout: Lockout | None = None,
-                 frames_required: int = 1, window: int = 1) -> None:
+                 frames_required: int = 1, window: int = 1, *, floor: float) -> None:
+        """``floor``: the bundle's calibrated threshold; the user's threshold never goes below it."""
         import torch
 
         if not 1 <= frames_required <= window:
             raise ValueError("need 1 <= frames_required <= window")
         self.weights = weights
-        self.threshold = weights.threshold
+        self.threshold = threshold_floor(floor, weights.threshold)
         self.detector = detector or FaceDetector()
         self.lockout = lockout if lockout is not None else Lockout()
         self.frames_required, self.window = frames_required, window
@@ -133,7 +137,7 @@ class Verifier:
         if face.score < MIN_DETECTOR_SCORE or sharpness < MIN_SHARPNESS:
             return Result(False, "low_quality", face=face)
         score = self.score_crop(crop)
-        self._recent.append(score >= self.threshold)
+        self._recent.append(accepts(score, self.threshold))
         if sum(self._recent) >= self.frames_required:
             self._recent.clear()
             self.lockout.record(True)
@@ -145,30 +149,28 @@ class Verifier:
         return Result(False, "rejected", score, face, locked_for=self.lockout.remaining(state))
 
 
-def load(bundle: str | Path, user_file: str | Path, *, lockout: Lockout | None = None,
+def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, lockout: Lockout | None = None,
          frames_required: int = 1, window: int = 1, detector: FaceDetector | None = None) -> Verifier:
     """Load the bundle's shared program and a user's weights, refusing anything that does not match.
 
-    Refusals (typed errors): a bundle of another format or verifier layout, a program whose bytes
-    differ from the manifest, a user file that fails its own checks (see ``user_file``), one made
-    by another model version, or an unsigned / wrongly signed file when the bundle requires
-    signatures.
+    ``trust`` is the app's own policy (``TrustPolicy.signed(key)``, or the named opt-out
+    ``TrustPolicy.allow_unsigned(reason)``); nothing in the bundle can change it. Refusals (typed
+    errors): a manifest not signed by the app's key, a bundle of another format or verifier layout,
+    a program whose bytes differ from the manifest, a user file that fails its own checks (see
+    ``user_file``) or is not signed by the app's key, one made by another model version. The
+    threshold applied is the user's, never below the manifest's calibrated one.
     """
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
+    manifest = open_manifest(bundle, trust)
+    if PROGRAM_ROLE not in manifest.programs:
+        raise BundleError(f"{bundle}: the manifest names no {PROGRAM_ROLE} program")
     program = checked_file(bundle, manifest, manifest.programs[PROGRAM_ROLE])
-    public_key = None
-    if manifest.public_key:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-        public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(manifest.public_key))
-    weights = read_user_file(user_file, public_key=public_key, require_signature=manifest.require_signature,
-                             expected_layout=manifest.layout_hash)
+    weights = read_trusted_user_file(user_file, manifest, trust)
     if weights.model_version != manifest.model_version:
         raise BundleError(f"{user_file}: enrolled with model {weights.model_version}, "
                           f"the bundle ships model {manifest.model_version}; re-enroll the user")
     return Verifier(ProgramRunner(program), weights, tuple(manifest.generated), detector, lockout,
-                    frames_required, window)
+                    frames_required, window, floor=manifest.threshold)
 
 
-__all__ = ["load", "Verifier", "Result", "Lockout", "Manifest", "HyperverifyError"]
+__all__ = ["load", "Verifier", "Result", "Lockout", "Manifest", "HyperverifyError", "TrustPolicy"]

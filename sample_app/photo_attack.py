@@ -24,12 +24,13 @@ ENROLL = (1, 2, 3)
 
 
 def attack(bundle: Path, lfw: Path, owner: str, others: int) -> dict:
+    from hyperverify.sample_app.server import app_trust
     from hyperverify.sdk.export_user import export_user
 
     photo = lambda n: lfw / "images" / owner / f"{owner}_{n:04d}.jpg"  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         export_user([photo(n) for n in ENROLL], bundle, Path(tmp), "owner", coreml=False)
-        verifier = load(bundle, Path(tmp) / "owner.hvu", lockout=Lockout(rules=NO_LOCKOUT))
+        verifier = load(bundle, Path(tmp) / "owner.hvu", app_trust(), lockout=Lockout(rules=NO_LOCKOUT))
         copies = [verifier.verify_encoded(camera_jpeg(photo(n))).reason for n in ENROLL]
         rest = [n for n in range(ENROLL[-1] + 1, ENROLL[-1] + 1 + others) if photo(n).is_file()]
         shown = [verifier.verify_encoded(camera_jpeg(photo(n))).reason for n in rest]

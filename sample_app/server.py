@@ -41,12 +41,13 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
 
-from hyperverify.runtime import load
+from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, ImageError
 from hyperverify.runtime.faces import FaceDetector
 from hyperverify.runtime.image_io import decode_image
 from hyperverify.runtime.lockout import FIRST_LOCK_SECONDS, Lockout, LockoutRules
-from hyperverify.runtime.manifest import read_manifest, sha256_bytes
+from hyperverify.runtime.manifest import sha256_bytes
+from hyperverify.runtime.trust import open_manifest
 from hyperverify.sample_app.frames import FrameSource
 from hyperverify.sample_app.pin import PinError, PinStore, check_new_pin
 
@@ -93,23 +94,35 @@ class Session:
 
 # -- the bundle -------------------------------------------------------------------------------------
 
-def ensure_bundle(target: Path, model: Path | None = None) -> tuple[Path, bool]:
-    """A bundle in ``target`` built from ``model`` (default: the committed model), rebuilt when the
-    model's bytes differ from the bundle's enrollment model. Returns (bundle, built now)."""
-    from hyperverify.converters.bundle import build_bundle
-    from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.export_user import ENROLLMENT_MODEL, bundle_inputs
+def app_trust(signing_key: Path | None = None) -> TrustPolicy:
+    """The prototype's trust anchor: the public half of the key it signs with (default
+    ``signing.default_key_path()``), taken from that key in this process, never from the bundle or
+    the state folder. A phone app compiles the backend's public key into its code instead."""
+    from hyperverify.sdk.signing import default_key_path, load_private_key, public_raw
+
+    path = Path(signing_key) if signing_key else default_key_path()
+    if not path.exists():
+        raise HyperverifyError(f"{path}: no signing key; run `hyperverify app` without --bundle once to make one, "
+                               "or pass the --signing-key the bundle was built with")
+    return TrustPolicy.signed(public_raw(load_private_key(path)))
+
+
+def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None) -> tuple[Path, bool]:
+    """A bundle in ``target`` built from ``model`` (default: the committed model) and signed with
+    ``signing_key`` (default ``signing.default_key_path()``, made when absent), rebuilt when the
+    model's bytes differ from the bundle's enrollment model or its manifest is not signed by that
+    key. Returns (bundle, built now)."""
+    from hyperverify.sdk.enroll import DEFAULT_MODEL
+    from hyperverify.sdk.export_user import ENROLLMENT_MODEL, build_signed_bundle
 
     model_path = Path(model or DEFAULT_MODEL)
-    model_bytes = model_path.read_bytes() if model_path.is_file() else None
-    if model_bytes is not None:
-        try:
-            if read_manifest(target).files.get(ENROLLMENT_MODEL) == sha256_bytes(model_bytes):
-                return target, False
-        except HyperverifyError:
-            pass  # no bundle yet, or a broken one: build it
-    hyper, extra = load_default(model_path)
-    build_bundle(bundle_inputs(hyper, extra, model_bytes, coreml=False), target)
+    try:
+        manifest = open_manifest(target, app_trust(signing_key))
+        if model_path.is_file() and manifest.files.get(ENROLLMENT_MODEL) == sha256_bytes(model_path.read_bytes()):
+            return target, False
+    except HyperverifyError:
+        pass  # no key or bundle yet, a broken bundle or one signed by another key: build it
+    build_signed_bundle(target, model_path, signing_key, coreml=False)
     return target, True
 
 
@@ -131,6 +144,7 @@ class UnlockApp:
             raise HyperverifyError("relock_seconds must be positive")
         self.bundle, self.state_dir = Path(bundle), Path(state_dir)
         self.user_id, self.signing_key, self.source = user_id, signing_key, source
+        self.trust = app_trust(signing_key)
         self.relock_seconds, self.debug, self.clock = relock_seconds, debug, clock
         self.lockout = Lockout.in_folder(self.state_dir, user_id, rules=LockoutRules(first_lock_seconds=lockout_seconds))
         self.pin = PinStore(self.users / f"{user_id}.pin.json", self.state_dir / "lockout" / f"{user_id}.pin.json")
@@ -160,7 +174,7 @@ class UnlockApp:
                 self.enrollment_error = "the enrolled face is missing"
             return
         try:
-            self.verifier = load(self.bundle, self.user_file, lockout=self.lockout, detector=self.detector)
+            self.verifier = load(self.bundle, self.user_file, self.trust, lockout=self.lockout, detector=self.detector)
         except HyperverifyError as err:
             self.enrollment_error = str(err)
 
@@ -369,7 +383,7 @@ def serve(bundle: Path | None, state_dir: Path, *, port: int = DEFAULT_PORT, sou
     frames = FrameSource(source) if source else None
     if bundle is None:
         print(f"building the bundle in {state_dir / 'bundle'} (first start, or the model changed) ...", file=out, flush=True)
-        bundle, built = ensure_bundle(state_dir / "bundle", model)
+        bundle, built = ensure_bundle(state_dir / "bundle", model, signing_key)
         print(f"bundle: {bundle} ({'built' if built else 'up to date'})", file=out, flush=True)
     if reset:
         shutil.rmtree(state_dir / "users", ignore_errors=True)
@@ -388,4 +402,4 @@ def serve(bundle: Path | None, state_dir: Path, *, port: int = DEFAULT_PORT, sou
     return 0
 
 
-__all__ = ["UnlockApp", "Session", "FrameSource", "serve", "ensure_bundle", "MESSAGES", "AppError"]
+__all__ = ["UnlockApp", "Session", "FrameSource", "serve", "ensure_bundle", "app_trust", "MESSAGES", "AppError"]

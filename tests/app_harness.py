@@ -31,7 +31,8 @@ class App:
                                      env=env or dict(os.environ))
         lines: queue.Queue = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout] + [lines.put(None)],
+                         daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_S
         self.url = ""
         while not self.url:
@@ -40,11 +41,12 @@ class App:
             except queue.Empty:
                 self.stop()
                 pytest.fail(f"hyperverify app did not print its URL in {START_TIMEOUT_S} s:\n" + "".join(self.output))
+            if line is None:
+                self.proc.wait()
+                pytest.fail("hyperverify app exited:\n" + "".join(self.output))
             self.output.append(line)
             if match := re.search(r"(http://127\.0\.0\.1:(\d+)/)", line):
                 self.url, self.port = match.group(1), int(match.group(2))
-            elif self.proc.poll() is not None and lines.empty():
-                pytest.fail("hyperverify app exited:\n" + "".join(self.output))
         threading.Thread(target=lambda: [self.output.append(line) for line in iter(lines.get, None)], daemon=True).start()
 
     @property

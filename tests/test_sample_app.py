@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from app_harness import PIN, App
-from conftest import lfw_image
+from conftest import lfw_image, require_system
 from hyperverify.runtime.image_io import decode_image, read_image
 from hyperverify.sample_app.frames import FrameSource, letterbox, write_y4m
 
@@ -45,13 +45,6 @@ OWNER_CAMERA = (12, 16, 42)   # A's camera (never enrolled), each photo shown fo
                               # default model accepts each as a 320x240 camera frame by >= 1 logit
 IMPOSTOR_CAMERA = (2, 3, 4)       # B's camera
 VIEWPORT = {"width": 1030, "height": 560}
-
-def _missing(what: str) -> None:
-    """Skip where a browser cannot run, except under CI=true, which must never pass by skipping."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(what + "; CI=true requires it")
-    pytest.skip(what)
-
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -80,9 +73,8 @@ def playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the playwright package is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        _missing(f"{CHROMIUM} not found (apt-get install chromium)")
+        require_system(False, "the playwright package (pip install -e '.[test]')")
+    require_system(CHROMIUM.exists(), f"Chromium ({CHROMIUM})")
     with sync_playwright() as pw:
         yield pw
 
