@@ -67,8 +67,9 @@ def test_export_user_renders_both_platforms_and_the_runtime_accepts_it(built, lf
     assert verifier.threshold == max(weights.threshold, json.loads((root / "one" / "manifest.json").read_text())["threshold"])
     probes = [str(lfw_image(lfw, "Abel_Pacheco", 1))] * 6 + [str(lfw_image(lfw, "George_W_Bush", 42))]
     verdicts = run("verify", *probes, "--bundle", str(root / "one"), "--user", str(tmp_path / "gwb.hvu"))
-    lines = verdicts.stdout.strip().splitlines()
+    *lines, summary = verdicts.stdout.strip().splitlines()
     assert len(lines) == len(probes) and all(": rejected score=" in line for line in lines[:6]), verdicts.stdout
+    assert summary.startswith(f"{len(probes)} images:") and "0 no decision" in summary
     assert "locked_out" not in verdicts.stdout, "the CLI judges each image alone"
     unsigned = run("export-user", images[0], "--bundle", str(root / "one"), "--out", str(tmp_path / "u"))
     assert unsigned.returncode == 2 and "signing-key" in unsigned.stderr
