@@ -1,18 +1,24 @@
 """Benchmark of the method (issue: per-user verifiers from a hypernetwork), on real data only.
 
-    python benchmarks/method.py --part view2       # final figure: LFW View 2, 10 folds
+    python benchmarks/method.py --part view2 --publish  # final figure: LFW View 2, 10 folds
     python benchmarks/method.py --part ablations   # each switch, on LFW View 1 (development)
     python benchmarks/method.py --part curves      # accuracy against the number of training identities
     python benchmarks/method.py --part all
 
 View 2 protocol: two models, each trained on celeba940 + the people of five View 2 folds
-(A: folds 0-4, B: folds 5-9); each model scores only the five folds it never saw, and each
-fold's threshold is chosen on the other folds that the same model never saw (so never on the
-test fold, never on training people). SFace cosine is scored on the same 6000 pairs.
+(A: folds 0-4, B: folds 5-9), in the one declared configuration (``VIEW2_CONFIG``); each model
+scores only the five folds it never saw, and each fold's threshold is chosen on the other folds
+that the same model never saw (so never on the test fold, never on training people). SFace cosine
+is scored on the same 6000 pairs. Every run goes through ``sdk/hygiene.py`` (the recipe does it):
+celeba940 identities that are LFW people never train, and LFW names of one person count as one
+person when folds are split. Accuracy is mean +- standard error over the ten folds (sample std
+beside it); AUC, EER and TAR are each model's own, and a pooled ROC is labelled as pooled.
 
 Ablations (View 1): trained on celeba940 + DevTrain people, scored on DevTest pairs; accuracy uses
 10-fold cross-validation over the DevTest pairs for the threshold (DevTrain people are training
-people here, so a threshold chosen on them would be biased). Figures: ``benchmarks/results/``.
+people here, so a threshold chosen on them would be biased).
+
+Results go to ``runs/results/``; only ``--publish`` writes the committed ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +43,7 @@ from hyperverify.sdk.evaluate import evaluate, plot_roc, score_pairs
 from hyperverify.sdk.hyper_scorer import HyperScorer
 from hyperverify.sdk.hygiene import check
 from hyperverify.sdk.hypernet import ModelConfig
-from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary, ten_fold_accuracy
+from hyperverify.sdk.metrics import fold_spread, held_out_fold_accuracy, roc_summary, ten_fold_accuracy
 from hyperverify.sdk.recipe import fold_people, load_sets, train_recipe
 from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.scorers import SFaceCosine
@@ -66,35 +73,55 @@ def flops_of_f() -> int:
     return counter.get_total_flops()
 
 
-def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dict:
+VIEW2_CONFIG = TrainConfig(steps=3000, identities=64)
+"""The one configuration the View 2 table reports, declared before View 2 is run (choices are made
+on View 1): changing it is a commit with its View 1 evidence, never a flag tried on View 2."""
+
+VIEW2_SPLITS = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
+"""Model -> (training folds, calibration folds); each model scores the other five folds."""
+
+
+def held_out_results(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, groups: dict[str, list[int]]) -> dict:
+    """One scorer's View 2 figures when each group of folds is scored by its own model: per-fold
+    accuracy (threshold from the group's other folds), mean +- standard error over the ten folds,
+    each model's own AUC / EER / TAR, and the ROC of all pairs pooled over models, labelled as such."""
+    by_fold: dict[int, float] = {}
+    per_model = {}
+    for name, held in groups.items():
+        mask = np.isin(fold, held)
+        accs = held_out_fold_accuracy(scores, same, fold, [held])
+        by_fold.update(zip(held, accs))
+        per_model[name] = {"folds": held, "pairs": int(mask.sum()), "accuracy": fold_spread(accs),
+                           **roc_summary(scores[mask], same[mask])}
+    accs = [by_fold[k] for k in sorted(by_fold)]
+    return {"fold_accuracy": accs, "accuracy": fold_spread(accs), "per_model": per_model,
+            "pooled_over_models": roc_summary(scores, same)}
+
+
+def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
     folds = fold_people()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
-    config = TrainConfig(steps=steps, identities=64, resample_augment=resample)
-    splits = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
     paths, extras = [], {}
-    for name, (train_folds, cal_folds) in splits.items():
+    for name, (train_folds, cal_folds) in VIEW2_SPLITS.items():
         out = RUNS / f"view2{tag}-{name}"
-        _, extra = train_recipe(lfw, celeba, folds, train_folds, cal_folds, ModelConfig("head"), config, out)
+        _, extra = train_recipe(lfw, celeba, folds, train_folds, cal_folds, ModelConfig("head"), VIEW2_CONFIG, out)
         paths.append(out / "model.pt")
         extras[name] = extra
-    results = {}
-    curves = {}
-    for mode in ("symmetric", "one-way"):
-        scorer = HyperScorer.from_paths(paths, mode=mode)
-        scores = score_pairs(lfw, test, scorer)
-        held = [[k for k in range(10) if k not in train_folds] for train_folds, _ in splits.values()]
-        accs = held_out_fold_accuracy(scores, test.same, test.fold, held)
-        summary = roc_summary(scores, test.same)
-        results[f"hyper-{mode}"] = {"fold_accuracy": accs, "accuracy_mean": float(np.mean(accs)),
-                                   "accuracy_std": float(np.std(accs)), **summary}
-        curves[f"f (hypernetwork, {mode})"] = (scores, test.same)
+    held = {name: [k for k in range(10) if k not in train_folds] for name, (train_folds, _) in VIEW2_SPLITS.items()}
+    results, curves = {}, {}
+    for mode in ("one-way", "symmetric"):
+        scores = score_pairs(lfw, test, HyperScorer.from_paths(paths, mode=mode))
+        results[f"hyper-{mode}"] = held_out_results(scores, test.same, test.fold, held)
+        curves[f"f (hypernetwork, {mode}; pooled over models A and B)"] = (scores, test.same)
     report, sface_scores = evaluate(lfw, "lfw-view2", test, None, SFaceCosine())
-    results["sface-cosine"] = {"fold_accuracy": report.fold_accuracy, "accuracy_mean": report.accuracy_mean,
-                               "accuracy_std": report.accuracy_std, "auc": report.auc, "eer": report.eer,
-                               **{f"tar@far={k}": v for k, v in report.tar_at_far.items()}}
+    sface = held_out_results(sface_scores, test.same, test.fold, held)
+    sface.update(fold_accuracy=report.fold_accuracy, accuracy=fold_spread(report.fold_accuracy),
+                 one_model=sface.pop("pooled_over_models"))
+    results["sface-cosine"] = sface
     curves["SFace cosine"] = (sface_scores, test.same)
-    plot_roc(curves, RESULTS / f"view2{tag}-roc.png", "LFW View 2 (6000 pairs)")
-    # FAR/FRR at the shipped threshold (model A's, calibrated on folds 5-6) on unseen people (folds 7-9)
+    plot_roc(curves, results_dir / f"view2{tag}-roc.png", "LFW View 2 (6000 pairs)")
+    # FAR/FRR at the shipped threshold (model A's, calibrated on folds 5-6) on unseen people (folds 7-9);
+    # the hygiene step keeps calibration people person-disjoint from these.
     from hyperverify.sdk.hypernet import load_model
 
     model_a, extra_a = load_model(paths[0])
@@ -104,12 +131,14 @@ def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dic
     return {"results": results, "shipped_threshold": found.rates(extra_a["threshold"]),
             "target_far": extra_a["target_far"],
             "train_seconds": {k: v["train_seconds"] for k, v in extras.items()},
-            "train": {k: {kk: v[kk] for kk in ("train_images", "train_identities", "train_folds", "calibration_folds")}
+            "train": {k: {kk: v[kk] for kk in ("train_images", "train_identities", "train_lfw_people",
+                                                  "calibration_people", "train_folds", "calibration_folds")}
                       for k, v in extras.items()},
+            "hygiene": extras["A"]["hygiene"],
             "size": {"f_parameters": spec.parameter_count(), "f_flops": flops_of_f(),
                      "per_user_values": spec.parameter_count(spec.GENERATE_MODES["head"]),
                      "sface_parameters": sface_params, "sface_flops": sface_flops},
-            "steps": steps}
+            "config": dataclasses.asdict(VIEW2_CONFIG)}
 
 
 def read_people(path: Path) -> set[str]:
@@ -205,35 +234,61 @@ def identity_curve(steps: int, lfw, celeba) -> list[dict]:
     return out
 
 
-def report() -> str:
-    """Markdown tables and the learning-curve plot from the saved JSON results."""
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def view2_table(v: dict) -> list[str]:
+    """The View 2 table of one result: one-way (the phone's score) first, then symmetric, then SFace."""
+    size = v["size"]
+    out = ["| scorer (LFW View 2, 6000 pairs, declared config: "
+           f"{v['config']['steps']} steps) | accuracy, mean ± SE over 10 folds (sample std) | AUC, model A / B | "
+           "EER, A / B | TAR@FAR 1e-2, A / B | TAR@FAR 1e-3, A / B | parameters | FLOPs |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, label, params, flops in (
+            ("hyper-one-way", "f, one-way (as on a phone)", size["f_parameters"], size["f_flops"]),
+            ("hyper-symmetric", "f, symmetric pair score", size["f_parameters"], size["f_flops"]),
+            ("sface-cosine", "SFace cosine (the backbone), same pairs", size["sface_parameters"], size["sface_flops"])):
+        r = v["results"][name]
+        a, b = r["per_model"]["A"], r["per_model"]["B"]
+        acc = r["accuracy"]
+        out.append(f"| {label} | {_pct(acc['mean'])} ± {_pct(acc['se'])} ({_pct(acc['std'])}) | "
+                   f"{a['auc']:.4f} / {b['auc']:.4f} | {_pct(a['eer'])} / {_pct(b['eer'])} | "
+                   f"{_pct(a['tar@far=0.01'])} / {_pct(b['tar@far=0.01'])} | "
+                   f"{_pct(a['tar@far=0.001'])} / {_pct(b['tar@far=0.001'])} | {params:,} | {flops / 1e6:.2f} M |")
+    pooled = v["results"]["hyper-one-way"]["pooled_over_models"]
+    t = v["shipped_threshold"]
+    h = v["hygiene"]
+    train = v["train"]
+    out += ["", "Model A scores folds 5-9 (3000 pairs), model B folds 0-4; each model's figures are its own. "
+            f"Pooled over the two models' scores (not one model's ROC), one-way: AUC {pooled['auc']:.4f}, "
+            f"EER {_pct(pooled['eer'])}.",
+            "", f"Hygiene (`sdk/hygiene.py`, centroid cosine >= {h['threshold']}): {h['merged_count']} groups of LFW names "
+            f"merged ({h['merged_names']} names), "
+            + ", ".join(f"{n} of {k}'s identities dropped" for k, n in h["dropped_count"].items())
+            + "; training people: "
+            + ", ".join(f"model {k} {t_['train_identities']:,} identities ({t_['train_lfw_people']:,} LFW names), "
+                        f"{t_['calibration_people']:,} calibration names" for k, t_ in train.items()) + ".",
+            "", f"Shipped threshold {t['threshold']:.3f} (model A, calibrated for FAR {v['target_far']:g} on folds 5-6), "
+            f"measured on unseen people (folds 7-9), one-way: FAR {t['far']:.2e} ({t['false_accepts']} of "
+            f"{t['impostor_attempts']:,} impostor attempts), FRR {100 * t['frr']:.1f} % ({t['false_rejects']:,} of "
+            f"{t['genuine_attempts']:,} genuine attempts). Training time: "
+            + ", ".join(f"model {k} {s / 60:.1f} min" for k, s in v["train_seconds"].items()) + ".", ""]
+    return out
+
+
+def report(results_dir: Path) -> str:
+    """Markdown tables and the learning-curve plot from the saved JSON results in ``results_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = []
-    view2_path = RESULTS / "method-view2.json"
+    view2_path = results_dir / "method-view2.json"
     if view2_path.exists():
-        v = json.loads(view2_path.read_text())["result"]
-        out += ["| scorer (LFW View 2, 6000 pairs) | accuracy | AUC | EER | TAR@FAR 1e-2 | TAR@FAR 1e-3 | parameters | FLOPs |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        size = v["size"]
-        for name, label, params, flops in (
-                ("hyper-symmetric", "f, symmetric pair score (reported)", size["f_parameters"], size["f_flops"]),
-                ("hyper-one-way", "f, one-way (as on a phone)", size["f_parameters"], size["f_flops"]),
-                ("sface-cosine", "SFace cosine (the backbone)", size["sface_parameters"], size["sface_flops"])):
-            r = v["results"][name]
-            out.append(f"| {label} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % | {r['auc']:.4f} | "
-                       f"{100 * r['eer']:.2f} % | {100 * r['tar@far=0.01']:.2f} % | {100 * r['tar@far=0.001']:.2f} % | "
-                       f"{params:,} | {flops / 1e6:.2f} M |")
-        t = v["shipped_threshold"]
-        out += ["", f"Shipped threshold {t['threshold']:.3f} (model A, calibrated for FAR {v['target_far']:g} on folds 5-6), "
-                f"measured on unseen people (folds 7-9), one-way: FAR {t['far']:.2e} ({t['false_accepts']} of "
-                f"{t['impostor_attempts']:,} impostor attempts), FRR {100 * t['frr']:.1f} % ({t['false_rejects']:,} of "
-                f"{t['genuine_attempts']:,} genuine attempts). Training time: "
-                + ", ".join(f"model {k} {s / 60:.1f} min" for k, s in v["train_seconds"].items() if s) + ".", ""]
-    ablation_path = RESULTS / "method-ablations.json"
+        out += view2_table(json.loads(view2_path.read_text())["result"])
+    ablation_path = results_dir / "method-ablations.json"
     if ablation_path.exists():
         runs = json.loads(ablation_path.read_text())["result"]
         out += ["| ablation (View 1 DevTest, 1000 steps) | dev accuracy | dev AUC | train-pairs accuracy | one-way accuracy | AUC, 1 / 3 enrollment images | minutes |",
@@ -254,7 +309,7 @@ def report() -> str:
         ax[0].set_title("LFW View 1: DevTest (unseen people) vs DevTrain pairs")
         ax[0].legend(fontsize=7)
         ax[0].grid(alpha=0.3)
-        curve_path = RESULTS / "method-curves.json"
+        curve_path = results_dir / "method-curves.json"
         if curve_path.exists():
             curve = json.loads(curve_path.read_text())["result"]
             ax[1].plot([c["identities"] for c in curve], [100 * c["dev_accuracy"] for c in curve], marker="o")
@@ -266,10 +321,10 @@ def report() -> str:
             out += ["", "| training identities (celeba940 only, 1000 steps) | DevTest accuracy | AUC |", "| --- | --- | --- |"]
             out += [f"| {c['identities']} | {100 * c['dev_accuracy']:.1f} % | {c['dev_auc']:.4f} |" for c in curve]
         fig.tight_layout()
-        fig.savefig(RESULTS / "learning-curves.png", dpi=110)
+        fig.savefig(results_dir / "learning-curves.png", dpi=110)
         plt.close(fig)
     text = "\n".join(out) + "\n"
-    atomic_write_text(RESULTS / "method.md", text)
+    atomic_write_text(results_dir / "method.md", text)
     return text
 
 
@@ -277,22 +332,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report"), default="all",
                         help="report: only rebuild method.md and learning-curves.png from saved results")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of the View 2 models")
     parser.add_argument("--ablation-steps", type=int, default=1000, help="training steps of each ablation run")
-    parser.add_argument("--resample-augment", action="store_true", help="View 2 models also train on resampled faces")
     parser.add_argument("--tag", default="", help="suffix for run folders and result files (e.g. -v2)")
+    parser.add_argument("--publish", action="store_true",
+                        help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
     args = parser.parse_args()
+    results_dir = RESULTS if args.publish else RUNS / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
     if args.part == "report":
-        print(report())
+        print(report(results_dir))
         return 0
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     lfw, celeba = load_sets()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ("view2", "ablations", "curves") if args.part == "all" else (args.part,)
     for part in parts:
         started = time.perf_counter()
         if part == "view2":
-            result = view2(args.steps, lfw, celeba, args.resample_augment, args.tag)
+            result = view2(lfw, celeba, results_dir, args.tag)
         elif part == "ablations":
             result = ablations(args.ablation_steps, lfw, celeba)
         else:
@@ -300,11 +356,10 @@ def main() -> int:
         payload = {"part": part, "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - started,
                    "result": result}
         name = f"method-{part}{args.tag}.json"
-        atomic_write_text(RESULTS / name, json.dumps(payload, indent=2, default=float) + "\n")
-        print(f"wrote {RESULTS / name}")
-    print(report())
+        atomic_write_text(results_dir / name, json.dumps(payload, indent=2, default=float) + "\n")
+        print(f"wrote {results_dir / name}")
+    print(report(results_dir))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
