@@ -98,15 +98,21 @@ def held_out_results(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, gro
             "pooled_over_models": roc_summary(scores, same)}
 
 
+def view2_model(name: str, lfw, celeba, tag: str = "") -> tuple[Path, dict]:
+    """Train (or find finished in ``runs/``) one View 2 model; returns its model.pt and metadata."""
+    train_folds, cal_folds = VIEW2_SPLITS[name]
+    out = RUNS / f"view2{tag}-{name}"
+    _, extra = train_recipe(lfw, celeba, fold_people(), train_folds, cal_folds, ModelConfig("head"), VIEW2_CONFIG, out)
+    return out / "model.pt", extra
+
+
 def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
     folds = fold_people()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
     paths, extras = [], {}
-    for name, (train_folds, cal_folds) in VIEW2_SPLITS.items():
-        out = RUNS / f"view2{tag}-{name}"
-        _, extra = train_recipe(lfw, celeba, folds, train_folds, cal_folds, ModelConfig("head"), VIEW2_CONFIG, out)
-        paths.append(out / "model.pt")
-        extras[name] = extra
+    for name in VIEW2_SPLITS:
+        path, extras[name] = view2_model(name, lfw, celeba, tag)
+        paths.append(path)
     held = {name: [k for k in range(10) if k not in train_folds] for name, (train_folds, _) in VIEW2_SPLITS.items()}
     results, curves = {}, {}
     for mode in ("one-way", "symmetric"):
@@ -139,6 +145,92 @@ def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
                      "per_user_values": spec.parameter_count(spec.GENERATE_MODES["head"]),
                      "sface_parameters": sface_params, "sface_flops": sface_flops},
             "config": dataclasses.asdict(VIEW2_CONFIG)}
+
+
+OLD_VIEW2 = RESULTS / "method-view2-before-hygiene.json"
+"""The View 2 figures published before the hygiene step (3000 steps, same declared configuration)."""
+OLD_MODEL_A = Path(__file__).resolve().parents[1] / "sdk" / "default_model" / "model.pt"
+"""The old model A as committed (fp16 copy); the old model B was not kept."""
+
+
+def one_model_results(path: Path, lfw, mode: str) -> dict:
+    """One model's figures on the View 2 folds it never trained on (its ``test_folds``)."""
+    from hyperverify.sdk.datasets import Pairs
+    from hyperverify.sdk.hypernet import load_model
+
+    model, extra = load_model(path)
+    held = list(extra["test_folds"])
+    test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
+    keep = np.isin(test.fold, held)
+    pairs = Pairs(tuple(np.array(test.a)[keep]), tuple(np.array(test.b)[keep]), test.same[keep], test.fold[keep])
+    scores = score_pairs(lfw, pairs, HyperScorer([(model, set(held))], mode=mode))
+    return held_out_results(scores, pairs.same, pairs.fold, {"model": held})["per_model"]["model"]
+
+
+def compare(lfw, results_dir: Path) -> dict:
+    """Old (published, before hygiene) against new View 2 figures, each model on its own folds."""
+    old = json.loads(OLD_VIEW2.read_text())["result"]
+    new_path = results_dir / "method-view2.json"
+    new = json.loads(new_path.read_text())["result"] if new_path.exists() else None
+    out: dict = {"old_source": str(OLD_VIEW2.relative_to(RESULTS.parent.parent)),
+                 "new_source": str(new_path) if new else None, "rows": {}}
+    for mode in ("one-way", "symmetric"):
+        key = f"hyper-{mode}"
+        old_folds = old["results"][key]["fold_accuracy"]  # published order: folds 5-9, then 0-4
+        row = {"old": {"accuracy": fold_spread(old_folds),
+                       "pooled_over_models": {k: old["results"][key][k] for k in ("auc", "eer", "tar@far=0.01", "tar@far=0.001")},
+                       "model A": one_model_results(OLD_MODEL_A, lfw, mode), "model B": None}}
+        if new is not None:
+            r = new["results"][key]
+            row["new"] = {"accuracy": r["accuracy"], "pooled_over_models": r["pooled_over_models"],
+                          "model A": r["per_model"]["A"], "model B": r["per_model"]["B"]}
+        else:
+            row["new"] = {"model A": one_model_results(RUNS / "view2-A" / "model.pt", lfw, mode)}
+        out["rows"][mode] = row
+    out["train"] = {"old": old["train"], "new": new["train"] if new else None}
+    out["shipped_threshold"] = {"old": old["shipped_threshold"], "new": new["shipped_threshold"] if new else None}
+    out["train_seconds"] = {"old": old.get("train_seconds"), "new": new["train_seconds"] if new else None}
+    out["hygiene"] = {k: v for k, v in new["hygiene"].items() if k.endswith("count") or k == "threshold"} if new else None
+    return out
+
+
+def compare_table(c: dict) -> str:
+    def fig(r: dict | None, key: str) -> str:
+        return "not kept" if r is None else (f"{r[key]:.4f}" if key == "auc" else _pct(r[key]))
+
+    def acc(r: dict | None) -> str:
+        return "not kept" if r is None else f"{_pct(r['accuracy']['mean'])} ± {_pct(r['accuracy']['se'])}"
+
+    lines = ["| LFW View 2, 3000 steps | old (published, no hygiene) | new (hygiene) |", "| --- | --- | --- |"]
+    for mode, row in c["rows"].items():
+        old, new = row["old"], row["new"]
+        label = "f one-way (as on a phone)" if mode == "one-way" else "f symmetric"
+        if "accuracy" in new:
+            lines.append(f"| {label}: accuracy, mean ± SE over 10 folds | {acc(old)} | {acc(new)} |")
+        for m in ("model A", "model B"):
+            if m not in new:
+                continue
+            lines.append(f"| {label}: {m} accuracy, mean ± SE over its 5 folds | {acc(old[m])} | {acc(new[m])} |")
+            for key, name in (("auc", "AUC"), ("eer", "EER"), ("tar@far=0.01", "TAR@FAR 1e-2"), ("tar@far=0.001", "TAR@FAR 1e-3")):
+                lines.append(f"| {label}: {m} {name} | {fig(old[m], key)} | {fig(new[m], key)} |")
+        if "pooled_over_models" in new:
+            for key, name in (("auc", "AUC"), ("eer", "EER")):
+                lines.append(f"| {label}: {name} pooled over models A and B (not one model's ROC) | "
+                             f"{fig(old['pooled_over_models'], key)} | {fig(new['pooled_over_models'], key)} |")
+    if c["train"]["new"]:
+        for m in ("A", "B"):
+            o, n = c["train"]["old"][m], c["train"]["new"][m]
+            lines.append(f"| model {m}: training identities | {o['train_identities']:,} | {n['train_identities']:,} |")
+        o, n = c["shipped_threshold"]["old"], c["shipped_threshold"]["new"]
+        lines.append(f"| shipped threshold (model A) on folds 7-9: FAR / FRR | {o['far']:.2e} / {100 * o['frr']:.1f} % | "
+                     f"{n['far']:.2e} / {100 * n['frr']:.1f} % |")
+        lines.append("| training minutes, A / B | " + " / ".join("n/a" if not v else f"{v / 60:.1f}" for v in
+                     (c["train_seconds"]["old"] or {}).values()) + " | "
+                     + " / ".join(f"{v / 60:.1f}" for v in c["train_seconds"]["new"].values()) + " |")
+    lines += ["", "Old model A is the committed default model (`sdk/default_model/model.pt`, fp16), scored on its "
+              "own folds 5-9; the old model B was not kept. Old 10-fold accuracy: mean ± standard error "
+              "recomputed from the published per-fold accuracies (the published '±' was the population std)."]
+    return "\n".join(lines) + "\n"
 
 
 def read_people(path: Path) -> set[str]:
@@ -330,10 +422,14 @@ def report(results_dir: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report"), default="all",
-                        help="report: only rebuild method.md and learning-curves.png from saved results")
+    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report", "compare"), default="all",
+                        help="report: only rebuild method.md and learning-curves.png from saved results; "
+                             "compare: old (before hygiene) against new View 2 figures")
     parser.add_argument("--ablation-steps", type=int, default=1000, help="training steps of each ablation run")
     parser.add_argument("--tag", default="", help="suffix for run folders and result files (e.g. -v2)")
+    parser.add_argument("--model", choices=tuple(VIEW2_SPLITS),
+                        help="view2: only train this model into runs/ and stop (to train A and B in parallel; "
+                             "a later --part view2 finds them finished)")
     parser.add_argument("--publish", action="store_true",
                         help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
     args = parser.parse_args()
@@ -344,6 +440,16 @@ def main() -> int:
         return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     lfw, celeba = load_sets()
+    if args.part == "compare":
+        result = compare(lfw, results_dir)
+        atomic_write_text(results_dir / "view2-old-vs-new.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write_text(results_dir / "view2-old-vs-new.md", compare_table(result))
+        print(compare_table(result))
+        return 0
+    if args.model:
+        path, extra = view2_model(args.model, lfw, celeba, args.tag)
+        print(f"{path}: trained in {extra['train_seconds'] / 60:.1f} min")
+        return 0
     parts = ("view2", "ablations", "curves") if args.part == "all" else (args.part,)
     for part in parts:
         started = time.perf_counter()
