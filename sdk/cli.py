@@ -279,7 +279,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="runs; the report gives the median and spread")
     p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp-runtime/hyperverify_cli"),
                    help="the C++ runtime's CLI, timed too when it exists")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for runtime.json/.md (not committed)")
+    p.add_argument("--publish", action="store_true", help="write into the committed benchmarks/results instead of --out")
 
 
 @command("bench", _bench_args)
@@ -300,7 +301,7 @@ def _bench(args: argparse.Namespace) -> int:
         user = args.bundle.parent / "bench-user.hvu"
         write_user_file(user, enroll(images[:1], model, extra, user_id="bench"))
     report = run_bench(args.bundle, user, images[1:41], args.calls, args.repeats, args.cpp_cli)
-    write(report, args.out)
+    write(report, Path("benchmarks/results") if args.publish else args.out)
     print(markdown(report))
     return 0
 
