@@ -19,7 +19,7 @@ from pathlib import Path
 from hyperverify.sdk.calibrate import calibrate
 from hyperverify.sdk.datasets import data_root, open_dataset, read_fold_people
 from hyperverify.sdk.hygiene import Hygiene, check
-from hyperverify.sdk.hypernet import HyperModel, ModelConfig, model_version, save_model
+from hyperverify.sdk.hypernet import HyperModel, ModelConfig, load_model, model_version, save_model
 from hyperverify.sdk.prepare import PreparedSet, prepare
 from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.train import TrainConfig, train
@@ -61,12 +61,37 @@ def split(lfw: PreparedSet, training: PreparedSet | list[PreparedSet], folds: li
     return Split(parts, people, hygiene.calibration_people(folds, calibration_folds), hygiene)
 
 
+def _same_split(saved: dict, current: dict) -> bool:
+    """Whether a saved hygiene report merged and dropped exactly what the current one does."""
+    return all(saved.get(k) == current[k] for k in ("threshold", "merged", "dropped"))
+
+
+def _finished_run(out_dir: Path, train_folds: list[int], calibration_folds: list[int], model_config: ModelConfig,
+                  train_config: TrainConfig, hygiene: Hygiene) -> tuple[HyperModel, dict] | None:
+    """The saved model and metadata of a run of exactly this recipe that got to calibration, else None."""
+    path = out_dir / "model.pt"
+    if not path.exists():
+        return None
+    model, saved = load_model(path)
+    same = (model.config == model_config and saved.get("train_folds") == train_folds
+            and saved.get("calibration_folds") == calibration_folds and "threshold" in saved
+            and saved.get("train_config") == dataclasses.asdict(train_config)
+            and _same_split(saved.get("hygiene") or {}, hygiene.report()))
+    return (model, saved) if same else None
+
+
 def train_recipe(lfw: PreparedSet, training: PreparedSet | list[PreparedSet], folds: list[set[str]],
                  train_folds: list[int], calibration_folds: list[int], model_config: ModelConfig,
                  train_config: TrainConfig, out_dir: Path, far: float = DEFAULT_FAR, monitor=None,
                  progress: bool = True) -> tuple[HyperModel, dict]:
-    """Train on the hygienic training people, calibrate on person-disjoint unseen people, save model.pt."""
+    """Train on the hygienic training people, calibrate on person-disjoint unseen people, save model.pt.
+
+    A finished run of the same recipe in ``out_dir`` (same folds, configs and hygiene report) is
+    returned as saved, with the training time it recorded, rather than trained again."""
     chosen = split(lfw, training, folds, train_folds, calibration_folds)
+    finished = _finished_run(out_dir, train_folds, calibration_folds, model_config, train_config, chosen.hygiene)
+    if finished is not None:
+        return finished
     data = build_trainset(chosen.parts)
     extra = {"train_folds": train_folds, "calibration_folds": calibration_folds,
              "test_folds": [k for k in range(len(folds)) if k not in train_folds],

@@ -23,25 +23,28 @@ CELEBA_MATCHES = {"05876": "Angelina_Jolie", "09762": "Halle_Berry", "09941": "C
                   "07166": "Natasha_McElhone"}
 
 
-def _subset(root: Path, out: Path, names: list[str], layout: str):
-    """A dataset folder of symlinks to ``names`` only, prepared with the real pipeline."""
+def _subset(root: Path, out: Path, names: list[str], layout: str, cache: Path):
+    """A dataset folder of symlinks to ``names`` only, prepared with the real pipeline into ``cache``
+    (a module fixture runs before the per-test cache isolation, so it names the cache itself)."""
     images = out / "images" if layout == "lfw" else out
     images.mkdir(parents=True)
     source = root / "images" if layout == "lfw" else root
     for name in names:
         (images / name).symlink_to(source / name)
     dataset = open_dataset(out, layout)
-    return prepare(dataset, workers=2, progress=False)
+    return prepare(dataset, workers=2, progress=False, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
 def sets(lfw: Path, celeba: Path, tmp_path_factory: pytest.TempPathFactory):
     everyone = sorted(p.name for p in (lfw / "images").iterdir())
     bystanders = [n for n in everyone[::230] if n not in NAMED]
-    lfw_set = _subset(lfw, tmp_path_factory.mktemp("lfw"), NAMED + bystanders, "lfw")
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    lfw_set = _subset(lfw, tmp_path_factory.mktemp("lfw"), NAMED + bystanders, "lfw", cache)
     ids = sorted(p.name for p in celeba.iterdir() if p.is_dir())
     others = [i for i in ids[::60] if i not in CELEBA_MATCHES]
-    celeba_set = _subset(celeba, tmp_path_factory.mktemp("celeba") / "celeba940", list(CELEBA_MATCHES) + others, "aligned")
+    celeba_set = _subset(celeba, tmp_path_factory.mktemp("celeba") / "celeba940", list(CELEBA_MATCHES) + others, "aligned",
+                         cache)
     return lfw_set, celeba_set, read_fold_people(lfw / "people.txt")
 
 
