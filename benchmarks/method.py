@@ -1,18 +1,24 @@
 """Benchmark of the method (issue: per-user verifiers from a hypernetwork), on real data only.
 
-    python benchmarks/method.py --part view2       # final figure: LFW View 2, 10 folds
+    python benchmarks/method.py --part view2 --publish  # final figure: LFW View 2, 10 folds
     python benchmarks/method.py --part ablations   # each switch, on LFW View 1 (development)
     python benchmarks/method.py --part curves      # accuracy against the number of training identities
     python benchmarks/method.py --part all
 
 View 2 protocol: two models, each trained on celeba940 + the people of five View 2 folds
-(A: folds 0-4, B: folds 5-9); each model scores only the five folds it never saw, and each
-fold's threshold is chosen on the other folds that the same model never saw (so never on the
-test fold, never on training people). SFace cosine is scored on the same 6000 pairs.
+(A: folds 0-4, B: folds 5-9), in the one declared configuration (``VIEW2_CONFIG``); each model
+scores only the five folds it never saw, and each fold's threshold is chosen on the other folds
+that the same model never saw (so never on the test fold, never on training people). SFace cosine
+is scored on the same 6000 pairs. Every run goes through ``sdk/hygiene.py`` (the recipe does it):
+celeba940 identities that are LFW people never train, and LFW names of one person count as one
+person when folds are split. Accuracy is mean +- standard error over the ten folds (sample std
+beside it); AUC, EER and TAR are each model's own, and a pooled ROC is labelled as pooled.
 
 Ablations (View 1): trained on celeba940 + DevTrain people, scored on DevTest pairs; accuracy uses
 10-fold cross-validation over the DevTest pairs for the threshold (DevTrain people are training
-people here, so a threshold chosen on them would be biased). Figures: ``benchmarks/results/``.
+people here, so a threshold chosen on them would be biased).
+
+Results go to ``runs/results/``; only ``--publish`` writes the committed ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,8 +41,9 @@ from hyperverify.sdk.calibrate import attempts
 from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.evaluate import evaluate, plot_roc, score_pairs
 from hyperverify.sdk.hyper_scorer import HyperScorer
+from hyperverify.sdk.hygiene import check
 from hyperverify.sdk.hypernet import ModelConfig
-from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary, ten_fold_accuracy
+from hyperverify.sdk.metrics import fold_spread, held_out_fold_accuracy, roc_summary, ten_fold_accuracy
 from hyperverify.sdk.recipe import fold_people, load_sets, train_recipe
 from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.scorers import SFaceCosine
@@ -65,35 +73,61 @@ def flops_of_f() -> int:
     return counter.get_total_flops()
 
 
-def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dict:
+VIEW2_CONFIG = TrainConfig(steps=3000, identities=64)
+"""The one configuration the View 2 table reports, declared before View 2 is run (choices are made
+on View 1): changing it is a commit with its View 1 evidence, never a flag tried on View 2."""
+
+VIEW2_SPLITS = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
+"""Model -> (training folds, calibration folds); each model scores the other five folds."""
+
+
+def held_out_results(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, groups: dict[str, list[int]]) -> dict:
+    """One scorer's View 2 figures when each group of folds is scored by its own model: per-fold
+    accuracy (threshold from the group's other folds), mean +- standard error over the ten folds,
+    each model's own AUC / EER / TAR, and the ROC of all pairs pooled over models, labelled as such."""
+    by_fold: dict[int, float] = {}
+    per_model = {}
+    for name, held in groups.items():
+        mask = np.isin(fold, held)
+        accs = held_out_fold_accuracy(scores, same, fold, [held])
+        by_fold.update(zip(held, accs))
+        per_model[name] = {"folds": held, "pairs": int(mask.sum()), "accuracy": fold_spread(accs),
+                           **roc_summary(scores[mask], same[mask])}
+    accs = [by_fold[k] for k in sorted(by_fold)]
+    return {"fold_accuracy": accs, "accuracy": fold_spread(accs), "per_model": per_model,
+            "pooled_over_models": roc_summary(scores, same)}
+
+
+def view2_model(name: str, lfw, celeba, tag: str = "") -> tuple[Path, dict]:
+    """Train (or find finished in ``runs/``) one View 2 model; returns its model.pt and metadata."""
+    train_folds, cal_folds = VIEW2_SPLITS[name]
+    out = RUNS / f"view2{tag}-{name}"
+    _, extra = train_recipe(lfw, celeba, fold_people(), train_folds, cal_folds, ModelConfig("head"), VIEW2_CONFIG, out)
+    return out / "model.pt", extra
+
+
+def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
     folds = fold_people()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
-    config = TrainConfig(steps=steps, identities=64, resample_augment=resample)
-    splits = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
     paths, extras = [], {}
-    for name, (train_folds, cal_folds) in splits.items():
-        out = RUNS / f"view2{tag}-{name}"
-        _, extra = train_recipe(lfw, celeba, folds, train_folds, cal_folds, ModelConfig("head"), config, out)
-        paths.append(out / "model.pt")
-        extras[name] = extra
-    results = {}
-    curves = {}
-    for mode in ("symmetric", "one-way"):
-        scorer = HyperScorer.from_paths(paths, mode=mode)
-        scores = score_pairs(lfw, test, scorer)
-        held = [[k for k in range(10) if k not in train_folds] for train_folds, _ in splits.values()]
-        accs = held_out_fold_accuracy(scores, test.same, test.fold, held)
-        summary = roc_summary(scores, test.same)
-        results[f"hyper-{mode}"] = {"fold_accuracy": accs, "accuracy_mean": float(np.mean(accs)),
-                                   "accuracy_std": float(np.std(accs)), **summary}
-        curves[f"f (hypernetwork, {mode})"] = (scores, test.same)
+    for name in VIEW2_SPLITS:
+        path, extras[name] = view2_model(name, lfw, celeba, tag)
+        paths.append(path)
+    held = {name: [k for k in range(10) if k not in train_folds] for name, (train_folds, _) in VIEW2_SPLITS.items()}
+    results, curves = {}, {}
+    for mode in ("one-way", "symmetric"):
+        scores = score_pairs(lfw, test, HyperScorer.from_paths(paths, mode=mode))
+        results[f"hyper-{mode}"] = held_out_results(scores, test.same, test.fold, held)
+        curves[f"f (hypernetwork, {mode}; pooled over models A and B)"] = (scores, test.same)
     report, sface_scores = evaluate(lfw, "lfw-view2", test, None, SFaceCosine())
-    results["sface-cosine"] = {"fold_accuracy": report.fold_accuracy, "accuracy_mean": report.accuracy_mean,
-                               "accuracy_std": report.accuracy_std, "auc": report.auc, "eer": report.eer,
-                               **{f"tar@far={k}": v for k, v in report.tar_at_far.items()}}
+    sface = held_out_results(sface_scores, test.same, test.fold, held)
+    sface.update(fold_accuracy=report.fold_accuracy, accuracy=fold_spread(report.fold_accuracy),
+                 one_model=sface.pop("pooled_over_models"))
+    results["sface-cosine"] = sface
     curves["SFace cosine"] = (sface_scores, test.same)
-    plot_roc(curves, RESULTS / f"view2{tag}-roc.png", "LFW View 2 (6000 pairs)")
-    # FAR/FRR at the shipped threshold (model A's, calibrated on folds 5-6) on unseen people (folds 7-9)
+    plot_roc(curves, results_dir / f"view2{tag}-roc.png", "LFW View 2 (6000 pairs)")
+    # FAR/FRR at the shipped threshold (model A's, calibrated on folds 5-6) on unseen people (folds 7-9);
+    # the hygiene step keeps calibration people person-disjoint from these.
     from hyperverify.sdk.hypernet import load_model
 
     model_a, extra_a = load_model(paths[0])
@@ -103,21 +137,115 @@ def view2(steps: int, lfw, celeba, resample: bool = False, tag: str = "") -> dic
     return {"results": results, "shipped_threshold": found.rates(extra_a["threshold"]),
             "target_far": extra_a["target_far"],
             "train_seconds": {k: v["train_seconds"] for k, v in extras.items()},
-            "train": {k: {kk: v[kk] for kk in ("train_images", "train_identities", "train_folds", "calibration_folds")}
+            "train": {k: {kk: v[kk] for kk in ("train_images", "train_identities", "train_lfw_people",
+                                                  "calibration_people", "train_folds", "calibration_folds")}
                       for k, v in extras.items()},
+            "hygiene": extras["A"]["hygiene"],
             "size": {"f_parameters": spec.parameter_count(), "f_flops": flops_of_f(),
                      "per_user_values": spec.parameter_count(spec.GENERATE_MODES["head"]),
                      "sface_parameters": sface_params, "sface_flops": sface_flops},
-            "steps": steps}
+            "config": dataclasses.asdict(VIEW2_CONFIG)}
+
+
+OLD_VIEW2 = RESULTS / "method-view2-before-hygiene.json"
+"""The View 2 figures published before the hygiene step (3000 steps, same declared configuration)."""
+OLD_MODEL_A = Path(__file__).resolve().parents[1] / "sdk" / "default_model" / "model.pt"
+"""The old model A as committed (fp16 copy); the old model B was not kept."""
+
+
+def one_model_results(path: Path, lfw, mode: str) -> dict:
+    """One model's figures on the View 2 folds it never trained on (its ``test_folds``)."""
+    from hyperverify.sdk.datasets import Pairs
+    from hyperverify.sdk.hypernet import load_model
+
+    model, extra = load_model(path)
+    held = list(extra["test_folds"])
+    test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
+    keep = np.isin(test.fold, held)
+    pairs = Pairs(tuple(np.array(test.a)[keep]), tuple(np.array(test.b)[keep]), test.same[keep], test.fold[keep])
+    scores = score_pairs(lfw, pairs, HyperScorer([(model, set(held))], mode=mode))
+    return held_out_results(scores, pairs.same, pairs.fold, {"model": held})["per_model"]["model"]
+
+
+def compare(lfw, results_dir: Path) -> dict:
+    """Old (published, before hygiene) against new View 2 figures, each model on its own folds."""
+    old = json.loads(OLD_VIEW2.read_text())["result"]
+    new_path = results_dir / "method-view2.json"
+    new = json.loads(new_path.read_text())["result"] if new_path.exists() else None
+    out: dict = {"old_source": str(OLD_VIEW2.relative_to(RESULTS.parent.parent)),
+                 "new_source": str(new_path) if new else None, "rows": {}}
+    for mode in ("one-way", "symmetric"):
+        key = f"hyper-{mode}"
+        old_folds = old["results"][key]["fold_accuracy"]  # published order: folds 5-9, then 0-4
+        row = {"old": {"accuracy": fold_spread(old_folds),
+                       "pooled_over_models": {k: old["results"][key][k] for k in ("auc", "eer", "tar@far=0.01", "tar@far=0.001")},
+                       "model A": one_model_results(OLD_MODEL_A, lfw, mode), "model B": None}}
+        if new is not None:
+            r = new["results"][key]
+            row["new"] = {"accuracy": r["accuracy"], "pooled_over_models": r["pooled_over_models"],
+                          "model A": r["per_model"]["A"], "model B": r["per_model"]["B"]}
+        else:
+            row["new"] = {"model A": one_model_results(RUNS / "view2-A" / "model.pt", lfw, mode)}
+        out["rows"][mode] = row
+    out["train"] = {"old": old["train"], "new": new["train"] if new else None}
+    out["shipped_threshold"] = {"old": old["shipped_threshold"], "new": new["shipped_threshold"] if new else None}
+    out["train_seconds"] = {"old": old.get("train_seconds"), "new": new["train_seconds"] if new else None}
+    out["hygiene"] = {k: v for k, v in new["hygiene"].items() if k.endswith("count") or k == "threshold"} if new else None
+    return out
+
+
+def compare_table(c: dict) -> str:
+    def fig(r: dict | None, key: str) -> str:
+        return "not kept" if r is None else (f"{r[key]:.4f}" if key == "auc" else _pct(r[key]))
+
+    def acc(r: dict | None) -> str:
+        return "not kept" if r is None else f"{_pct(r['accuracy']['mean'])} ± {_pct(r['accuracy']['se'])}"
+
+    lines = ["| LFW View 2, 3000 steps | old (published, no hygiene) | new (hygiene) |", "| --- | --- | --- |"]
+    for mode, row in c["rows"].items():
+        old, new = row["old"], row["new"]
+        label = "f one-way (as on a phone)" if mode == "one-way" else "f symmetric"
+        if "accuracy" in new:
+            lines.append(f"| {label}: accuracy, mean ± SE over 10 folds | {acc(old)} | {acc(new)} |")
+        for m in ("model A", "model B"):
+            if m not in new:
+                continue
+            lines.append(f"| {label}: {m} accuracy, mean ± SE over its 5 folds | {acc(old[m])} | {acc(new[m])} |")
+            for key, name in (("auc", "AUC"), ("eer", "EER"), ("tar@far=0.01", "TAR@FAR 1e-2"), ("tar@far=0.001", "TAR@FAR 1e-3")):
+                lines.append(f"| {label}: {m} {name} | {fig(old[m], key)} | {fig(new[m], key)} |")
+        if "pooled_over_models" in new:
+            for key, name in (("auc", "AUC"), ("eer", "EER")):
+                lines.append(f"| {label}: {name} pooled over models A and B (not one model's ROC) | "
+                             f"{fig(old['pooled_over_models'], key)} | {fig(new['pooled_over_models'], key)} |")
+    if c["train"]["new"]:
+        for m in ("A", "B"):
+            o, n = c["train"]["old"][m], c["train"]["new"][m]
+            lines.append(f"| model {m}: training identities | {o['train_identities']:,} | {n['train_identities']:,} |")
+        o, n = c["shipped_threshold"]["old"], c["shipped_threshold"]["new"]
+        lines.append(f"| shipped threshold (model A) on folds 7-9: FAR / FRR | {o['far']:.2e} / {100 * o['frr']:.1f} % | "
+                     f"{n['far']:.2e} / {100 * n['frr']:.1f} % |")
+        lines.append("| training minutes, A / B | " + " / ".join("n/a" if not v else f"{v / 60:.1f}" for v in
+                     (c["train_seconds"]["old"] or {}).values()) + " | "
+                     + " / ".join(f"{v / 60:.1f}" for v in c["train_seconds"]["new"].values()) + " |")
+    lines += ["", "Old model A is the committed default model (`sdk/default_model/model.pt`, fp16), scored on its "
+              "own folds 5-9; the old model B was not kept. Old 10-fold accuracy: mean ± standard error "
+              "recomputed from the published per-fold accuracies (the published '±' was the population std)."]
+    return "\n".join(lines) + "\n"
+
+
+def read_people(path: Path) -> set[str]:
+    """The names of a View 1 people file (a count, then ``name images`` lines)."""
+    return {line.split()[0] for line in path.read_text().splitlines()[1:] if line.strip()}
 
 
 def view1_run(name: str, lfw, celeba, model_config: ModelConfig, config: TrainConfig, people: set[str] | None = None,
               enroll_images: int = 1) -> dict:
     root = data_root() / "lfw"
-    dev_train = people if people is not None else {
-        line.split()[0] for line in (root / "peopleDevTrain.txt").read_text().splitlines()[1:]}
+    dev_train = people if people is not None else read_people(root / "peopleDevTrain.txt")
     test, train_pairs = protocol_pairs(root, "lfw-view1")
-    data = build_trainset([(celeba, None), (lfw, dev_train)])
+    hygiene = check(lfw, [celeba])
+    dev_train = hygiene.disjoint(dev_train, read_people(root / "peopleDevTest.txt"))
+    data = build_trainset([(celeba, hygiene.keep(celeba)), (lfw, dev_train)])
     fold = np.arange(len(test)) % 10
 
     def monitor(model) -> dict:
@@ -132,6 +260,7 @@ def view1_run(name: str, lfw, celeba, model_config: ModelConfig, config: TrainCo
     started = time.perf_counter()
     model, history = train(data, model_config, config, RUNS / f"view1-{name}", monitor=monitor)
     out = {"name": name, "seconds": time.perf_counter() - started, "identities": len(data.names),
+           "hygiene": hygiene.summary(),
            "images": len(data), "history": history, **history[-1]}
     one_way = HyperScorer([(model, None)], mode="one-way")
     scores = score_pairs(lfw, test, one_way)
@@ -197,35 +326,61 @@ def identity_curve(steps: int, lfw, celeba) -> list[dict]:
     return out
 
 
-def report() -> str:
-    """Markdown tables and the learning-curve plot from the saved JSON results."""
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def view2_table(v: dict) -> list[str]:
+    """The View 2 table of one result: one-way (the phone's score) first, then symmetric, then SFace."""
+    size = v["size"]
+    out = ["| scorer (LFW View 2, 6000 pairs, declared config: "
+           f"{v['config']['steps']} steps) | accuracy, mean ± SE over 10 folds (sample std) | AUC, model A / B | "
+           "EER, A / B | TAR@FAR 1e-2, A / B | TAR@FAR 1e-3, A / B | parameters | FLOPs |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, label, params, flops in (
+            ("hyper-one-way", "f, one-way (as on a phone)", size["f_parameters"], size["f_flops"]),
+            ("hyper-symmetric", "f, symmetric pair score", size["f_parameters"], size["f_flops"]),
+            ("sface-cosine", "SFace cosine (the backbone), same pairs", size["sface_parameters"], size["sface_flops"])):
+        r = v["results"][name]
+        a, b = r["per_model"]["A"], r["per_model"]["B"]
+        acc = r["accuracy"]
+        out.append(f"| {label} | {_pct(acc['mean'])} ± {_pct(acc['se'])} ({_pct(acc['std'])}) | "
+                   f"{a['auc']:.4f} / {b['auc']:.4f} | {_pct(a['eer'])} / {_pct(b['eer'])} | "
+                   f"{_pct(a['tar@far=0.01'])} / {_pct(b['tar@far=0.01'])} | "
+                   f"{_pct(a['tar@far=0.001'])} / {_pct(b['tar@far=0.001'])} | {params:,} | {flops / 1e6:.2f} M |")
+    pooled = v["results"]["hyper-one-way"]["pooled_over_models"]
+    t = v["shipped_threshold"]
+    h = v["hygiene"]
+    train = v["train"]
+    out += ["", "Model A scores folds 5-9 (3000 pairs), model B folds 0-4; each model's figures are its own. "
+            f"Pooled over the two models' scores (not one model's ROC), one-way: AUC {pooled['auc']:.4f}, "
+            f"EER {_pct(pooled['eer'])}.",
+            "", f"Hygiene (`sdk/hygiene.py`, centroid cosine >= {h['threshold']}): {h['merged_count']} groups of LFW names "
+            f"merged ({h['merged_names']} names), "
+            + ", ".join(f"{n} of {k}'s identities dropped" for k, n in h["dropped_count"].items())
+            + "; training people: "
+            + ", ".join(f"model {k} {t_['train_identities']:,} identities ({t_['train_lfw_people']:,} LFW names), "
+                        f"{t_['calibration_people']:,} calibration names" for k, t_ in train.items()) + ".",
+            "", f"Shipped threshold {t['threshold']:.3f} (model A, calibrated for FAR {v['target_far']:g} on folds 5-6), "
+            f"measured on unseen people (folds 7-9), one-way: FAR {t['far']:.2e} ({t['false_accepts']} of "
+            f"{t['impostor_attempts']:,} impostor attempts), FRR {100 * t['frr']:.1f} % ({t['false_rejects']:,} of "
+            f"{t['genuine_attempts']:,} genuine attempts). Training time: "
+            + ", ".join(f"model {k} {s / 60:.1f} min" for k, s in v["train_seconds"].items()) + ".", ""]
+    return out
+
+
+def report(results_dir: Path) -> str:
+    """Markdown tables and the learning-curve plot from the saved JSON results in ``results_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = []
-    view2_path = RESULTS / "method-view2.json"
+    view2_path = results_dir / "method-view2.json"
     if view2_path.exists():
-        v = json.loads(view2_path.read_text())["result"]
-        out += ["| scorer (LFW View 2, 6000 pairs) | accuracy | AUC | EER | TAR@FAR 1e-2 | TAR@FAR 1e-3 | parameters | FLOPs |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        size = v["size"]
-        for name, label, params, flops in (
-                ("hyper-symmetric", "f, symmetric pair score (reported)", size["f_parameters"], size["f_flops"]),
-                ("hyper-one-way", "f, one-way (as on a phone)", size["f_parameters"], size["f_flops"]),
-                ("sface-cosine", "SFace cosine (the backbone)", size["sface_parameters"], size["sface_flops"])):
-            r = v["results"][name]
-            out.append(f"| {label} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % | {r['auc']:.4f} | "
-                       f"{100 * r['eer']:.2f} % | {100 * r['tar@far=0.01']:.2f} % | {100 * r['tar@far=0.001']:.2f} % | "
-                       f"{params:,} | {flops / 1e6:.2f} M |")
-        t = v["shipped_threshold"]
-        out += ["", f"Shipped threshold {t['threshold']:.3f} (model A, calibrated for FAR {v['target_far']:g} on folds 5-6), "
-                f"measured on unseen people (folds 7-9), one-way: FAR {t['far']:.2e} ({t['false_accepts']} of "
-                f"{t['impostor_attempts']:,} impostor attempts), FRR {100 * t['frr']:.1f} % ({t['false_rejects']:,} of "
-                f"{t['genuine_attempts']:,} genuine attempts). Training time: "
-                + ", ".join(f"model {k} {s / 60:.1f} min" for k, s in v["train_seconds"].items() if s) + ".", ""]
-    ablation_path = RESULTS / "method-ablations.json"
+        out += view2_table(json.loads(view2_path.read_text())["result"])
+    ablation_path = results_dir / "method-ablations.json"
     if ablation_path.exists():
         runs = json.loads(ablation_path.read_text())["result"]
         out += ["| ablation (View 1 DevTest, 1000 steps) | dev accuracy | dev AUC | train-pairs accuracy | one-way accuracy | AUC, 1 / 3 enrollment images | minutes |",
@@ -246,7 +401,7 @@ def report() -> str:
         ax[0].set_title("LFW View 1: DevTest (unseen people) vs DevTrain pairs")
         ax[0].legend(fontsize=7)
         ax[0].grid(alpha=0.3)
-        curve_path = RESULTS / "method-curves.json"
+        curve_path = results_dir / "method-curves.json"
         if curve_path.exists():
             curve = json.loads(curve_path.read_text())["result"]
             ax[1].plot([c["identities"] for c in curve], [100 * c["dev_accuracy"] for c in curve], marker="o")
@@ -258,33 +413,48 @@ def report() -> str:
             out += ["", "| training identities (celeba940 only, 1000 steps) | DevTest accuracy | AUC |", "| --- | --- | --- |"]
             out += [f"| {c['identities']} | {100 * c['dev_accuracy']:.1f} % | {c['dev_auc']:.4f} |" for c in curve]
         fig.tight_layout()
-        fig.savefig(RESULTS / "learning-curves.png", dpi=110)
+        fig.savefig(results_dir / "learning-curves.png", dpi=110)
         plt.close(fig)
     text = "\n".join(out) + "\n"
-    atomic_write_text(RESULTS / "method.md", text)
+    atomic_write_text(results_dir / "method.md", text)
     return text
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report"), default="all",
-                        help="report: only rebuild method.md and learning-curves.png from saved results")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of the View 2 models")
+    parser.add_argument("--part", choices=("view2", "ablations", "curves", "all", "report", "compare"), default="all",
+                        help="report: only rebuild method.md and learning-curves.png from saved results; "
+                             "compare: old (before hygiene) against new View 2 figures")
     parser.add_argument("--ablation-steps", type=int, default=1000, help="training steps of each ablation run")
-    parser.add_argument("--resample-augment", action="store_true", help="View 2 models also train on resampled faces")
     parser.add_argument("--tag", default="", help="suffix for run folders and result files (e.g. -v2)")
+    parser.add_argument("--model", choices=tuple(VIEW2_SPLITS),
+                        help="view2: only train this model into runs/ and stop (to train A and B in parallel; "
+                             "a later --part view2 finds them finished)")
+    parser.add_argument("--publish", action="store_true",
+                        help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
     args = parser.parse_args()
+    results_dir = RESULTS if args.publish else RUNS / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
     if args.part == "report":
-        print(report())
+        print(report(results_dir))
         return 0
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     lfw, celeba = load_sets()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.part == "compare":
+        result = compare(lfw, results_dir)
+        atomic_write_text(results_dir / "view2-old-vs-new.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write_text(results_dir / "view2-old-vs-new.md", compare_table(result))
+        print(compare_table(result))
+        return 0
+    if args.model:
+        path, extra = view2_model(args.model, lfw, celeba, args.tag)
+        print(f"{path}: trained in {extra['train_seconds'] / 60:.1f} min")
+        return 0
     parts = ("view2", "ablations", "curves") if args.part == "all" else (args.part,)
     for part in parts:
         started = time.perf_counter()
         if part == "view2":
-            result = view2(args.steps, lfw, celeba, args.resample_augment, args.tag)
+            result = view2(lfw, celeba, results_dir, args.tag)
         elif part == "ablations":
             result = ablations(args.ablation_steps, lfw, celeba)
         else:
@@ -292,11 +462,10 @@ def main() -> int:
         payload = {"part": part, "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - started,
                    "result": result}
         name = f"method-{part}{args.tag}.json"
-        atomic_write_text(RESULTS / name, json.dumps(payload, indent=2, default=float) + "\n")
-        print(f"wrote {RESULTS / name}")
-    print(report())
+        atomic_write_text(results_dir / name, json.dumps(payload, indent=2, default=float) + "\n")
+        print(f"wrote {results_dir / name}")
+    print(report(results_dir))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -75,10 +75,14 @@ def _fold_batch_norms(graph: onnx.GraphProto, consts: dict[str, np.ndarray]) -> 
 
 
 class SFace(torch.nn.Module):
-    """The SFace graph as torch ops; weights are fp32 buffers (frozen, never trained)."""
+    """The SFace graph as torch ops; weights are fp32 buffers (frozen, never trained).
 
-    def __init__(self, onnx_path: str | None = None) -> None:
+    ``prelu_as_relus`` swaps PReLU for its relu form (``_prelu_as_relus``), for export to XNNPACK;
+    training and the embedding cache use the default."""
+
+    def __init__(self, onnx_path: str | None = None, prelu_as_relus: bool = False) -> None:
         super().__init__()
+        self._ops = dict(_OPS, PRelu=_prelu_as_relus) if prelu_as_relus else _OPS
         model = onnx.load(onnx_path or str(model_path(SFACE_FILE)))
         graph = model.graph
         consts = _constants(graph)
@@ -104,7 +108,7 @@ class SFace(torch.nn.Module):
         env = {self._input: rgb}
         for op, inputs, output, attrs in self._steps:
             args = [self._value(env, name) for name in inputs]
-            env[output] = _OPS[op](args, attrs)
+            env[output] = self._ops[op](args, attrs)
         return env[self._output]
 
 
@@ -120,6 +124,14 @@ def _gemm(args: list[torch.Tensor], a: dict) -> torch.Tensor:
     w = w.t() if a.get("transB", 0) else w
     out = a.get("alpha", 1.0) * (x @ w)
     return out + a.get("beta", 1.0) * args[2] if len(args) > 2 else out
+
+
+def _prelu_as_relus(t: list[torch.Tensor], a: dict) -> torch.Tensor:
+    """PReLU written as relu(x) - slope * relu(-x): the same function, but made of ops XNNPACK
+    delegates (``F.prelu`` exports as ``gt`` + ``where``, which stay outside the delegate and split
+    the graph into 29 delegate calls; DESIGN section 2)."""
+    slope = t[1].reshape(1, -1, 1, 1)
+    return F.relu(t[0]) - slope * F.relu(-t[0])
 
 
 _OPS: dict[str, Callable[[list[torch.Tensor], dict], torch.Tensor]] = {

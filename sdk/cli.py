@@ -156,7 +156,10 @@ def _train(args: argparse.Namespace) -> int:
     model, extra = train_recipe(lfw, celeba, fold_people(), parse_folds(args.train_folds),
                                 parse_folds(args.calibration_folds), ModelConfig(generate=args.generate),
                                 config, args.out, far=args.far)
-    cal = extra["calibration"]
+    cal, hygiene = extra["calibration"], extra["hygiene"]
+    print(f"hygiene: merged {hygiene['merged_count']} groups of LFW names, dropped "
+          + ", ".join(f"{n} of {name}" for name, n in hygiene["dropped_count"].items())
+          + f" training identities matching an LFW person (centroid cosine >= {hygiene['threshold']})")
     print(f"model: {args.out / 'model.pt'} (version {extra['model_version']}); threshold {extra['threshold']:.3f} "
           f"for FAR {args.far:g}: calibration FAR {cal['far']:.2e}, FRR {cal['frr']:.3f}")
     if args.half_copy:

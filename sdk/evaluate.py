@@ -16,7 +16,7 @@ import numpy as np
 
 from hyperverify.runtime.atomic import atomic_open, atomic_write_text
 from hyperverify.sdk.datasets import Pairs
-from hyperverify.sdk.metrics import accuracy, best_threshold, roc_summary, ten_fold_accuracy
+from hyperverify.sdk.metrics import accuracy, best_threshold, fold_spread, roc_summary, ten_fold_accuracy
 from hyperverify.sdk.prepare import STATUS_FALLBACK, PreparedSet
 from hyperverify.sdk.scorers import Scorer
 
@@ -28,7 +28,8 @@ class Report:
     pairs: int
     fold_accuracy: list[float]
     accuracy_mean: float
-    accuracy_std: float
+    accuracy_se: float | None  # standard error over folds (LFW's "+-"); None with one threshold
+    accuracy_std: float | None  # sample standard deviation over folds
     thresholds: list[float]
     auc: float
     eer: float
@@ -38,6 +39,12 @@ class Report:
     seconds: float
     extra: dict = field(default_factory=dict)
 
+    def _accuracy_row(self) -> str:
+        if len(self.fold_accuracy) < 2:
+            return f"| accuracy (one threshold, {self.pairs} pairs) | {100 * self.accuracy_mean:.2f} % |"
+        return (f"| accuracy (mean ± standard error over {len(self.fold_accuracy)} folds; sample std) | "
+                f"{100 * self.accuracy_mean:.2f} ± {100 * self.accuracy_se:.2f} % (std {100 * self.accuracy_std:.2f}) |")
+
     def markdown(self) -> str:
         tar = ", ".join(f"TAR@FAR={k}: {100 * v:.2f} %" for k, v in self.tar_at_far.items())
         return "\n".join([
@@ -46,7 +53,7 @@ class Report:
             "| metric | value |",
             "| --- | --- |",
             f"| pairs | {self.pairs} |",
-            f"| accuracy (mean ± std over {len(self.fold_accuracy)} folds) | {100 * self.accuracy_mean:.2f} ± {100 * self.accuracy_std:.2f} % |",
+            self._accuracy_row(),
             f"| ROC AUC | {self.auc:.4f} |",
             f"| EER | {100 * self.eer:.2f} % |",
             *(f"| TAR @ FAR {k} | {100 * v:.2f} % |" for k, v in self.tar_at_far.items()),
@@ -72,10 +79,11 @@ def evaluate(data: PreparedSet, protocol: str, test: Pairs, tune: Pairs | None, 
         threshold = best_threshold(score_pairs(data, tune, scorer), tune.same)
         fold_acc, thresholds = [accuracy(scores, test.same, threshold)], [threshold]
     summary = roc_summary(scores, test.same)
+    spread = fold_spread(fold_acc) if len(fold_acc) > 1 else {"mean": fold_acc[0], "se": None, "std": None}
     rows = np.unique(np.concatenate([data.index(test.a), data.index(test.b)]))
     report = Report(
         protocol=protocol, scorer=scorer.name, pairs=len(test), fold_accuracy=fold_acc,
-        accuracy_mean=float(np.mean(fold_acc)), accuracy_std=float(np.std(fold_acc)),
+        accuracy_mean=spread["mean"], accuracy_se=spread["se"], accuracy_std=spread["std"],
         thresholds=thresholds, auc=summary["auc"], eer=summary["eer"],
         tar_at_far={k.split("=")[1]: v for k, v in summary.items() if k.startswith("tar@")},
         detection_fallbacks=int((data.status[rows] == STATUS_FALLBACK).sum()), images=len(rows),

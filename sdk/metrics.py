@@ -1,4 +1,5 @@
-"""Verification metrics from scores and labels: accuracy at a threshold, ROC AUC, EER, TAR@FAR."""
+"""Verification metrics from scores and labels: accuracy at a threshold, ROC AUC, EER, TAR@FAR,
+and the spread of per-fold figures as LFW reports it (mean and standard error)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,16 @@ def held_out_fold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarra
         mask = np.isin(fold, group)
         out += ten_fold_accuracy(scores[mask], same[mask], fold[mask])[0]
     return out
+
+
+def fold_spread(values: list[float]) -> dict[str, float | int]:
+    """Mean, sample standard deviation and standard error of per-fold figures.
+
+    LFW's protocol reports mean +- standard error: SE = s / sqrt(n), where s is the sample standard
+    deviation (n - 1 in the denominator) of the n fold figures. Both are returned, named, so a
+    table can say which one its "+-" is."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        raise ValueError(f"a spread needs at least two folds, got {x.size}")
+    std = float(np.std(x, ddof=1))
+    return {"mean": float(x.mean()), "std": std, "se": std / float(np.sqrt(x.size)), "folds": int(x.size)}
