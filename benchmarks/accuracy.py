@@ -257,6 +257,37 @@ def view2_part(args) -> dict:
     return result
 
 
+def view2_summary(tag: str) -> dict:
+    """Both models' results -> the View 2 figure (each fold scored by the model that never saw its
+    people), the learning curves (JSON + PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {m: json.loads((RESULTS / f"accuracy-view2{tag}-{m}.json").read_text())["result"] for m in ("A", "B")}
+    out: dict = {"models": {m: {k: r[k] for k in ("seconds", "steps_per_second", "train", "threshold")} for m, r in runs.items()}}
+    for label in ("generated", "refined"):
+        folds = [a for r in runs.values() for a in r[label]["fold_accuracy"]]
+        out[label] = {"fold_accuracy": folds, "accuracy_mean": float(np.mean(folds)), "accuracy_std": float(np.std(folds)),
+                      "per_model": {m: {k: r[label][k] for k in ("accuracy_mean", "auc", "tar@far=0.001", "attempts")}
+                                    for m, r in runs.items()}}
+    out["curves"] = {m: [{k: h[k] for k in ("step", "seconds", "stage", "monitor_accuracy", "monitor_auc") if k in h}
+                         for h in r["history"]] for m, r in runs.items()}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, curve in out["curves"].items():
+        ax.plot([c["step"] for c in curve], [100 * c["monitor_accuracy"] for c in curve], marker="o", label=f"model {m}")
+    ax.set_xlabel("training step (distillation, then the paper's objectives)")
+    ax.set_ylabel("one-way accuracy (%)")
+    ax.set_title("held-out training-side LFW people (monitor set), generated head")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"accuracy-view2{tag}-curve.png", dpi=110)
+    plt.close(fig)
+    return out
+
+
 def save(part: str, tag: str, result) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"accuracy-{part}{tag}.json"
@@ -296,7 +327,7 @@ def refine_part(v: View1, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2"), required=True)
+    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary"), required=True)
     parser.add_argument("--model-name", choices=("A", "B"), default="A", help="view2: which of the two models")
     parser.add_argument("--stage2-steps", type=int, default=1000, help="view2: stage-2 steps after --steps of distillation")
     parser.add_argument("--eval-every", type=int, default=500, help="view2: learning-curve and checkpoint interval")
@@ -306,6 +337,8 @@ def main() -> int:
     parser.add_argument("--stage2-lr", type=float, default=1e-3)
     parser.add_argument("--l2", type=float, nargs="+", default=[1e-2], help="refine: L2 weights to try")
     parser.add_argument("--layout", default="paper", choices=sorted(LAYOUTS))
+    parser.add_argument("--layouts", nargs="+", default=[k for k in LAYOUTS if k != "big"], choices=sorted(LAYOUTS),
+                        help="layouts: which ones, in this order")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--no-bn", action="store_true")
@@ -313,7 +346,7 @@ def main() -> int:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    v = view1() if args.part != "view2" else None
+    v = view1() if not args.part.startswith("view2") else None
     if args.part == "distill":
         config = DistillConfig(layout=args.layout, batch_norm=not args.no_bn, steps=args.steps, batch=args.batch, lr=args.lr)
         name = f"{args.layout}{'-nobn' if args.no_bn else ''}{args.tag}"
@@ -327,12 +360,18 @@ def main() -> int:
         result = view2_part(args)
         args.part = f"view2{args.tag}-{args.model_name}"
         args.tag = ""
+    elif args.part == "view2-summary":
+        result = view2_summary(args.tag)
+        args.part = f"view2{args.tag}-summary"
+        args.tag = ""
     elif args.part == "refine":
         result = refine_part(v, args)
         args.part = f"refine-{args.student if args.model is None else args.model.parent.name}{args.tag}"
     else:
-        result = [distill_run(v, DistillConfig(layout=k, steps=args.steps, batch=args.batch), f"{k}{args.tag}")
-                  for k in LAYOUTS if k != "big"]
+        result = []
+        for k in args.layouts:
+            result.append(distill_run(v, DistillConfig(layout=k, steps=args.steps, batch=args.batch), f"{k}{args.tag}"))
+            save(args.part, args.tag, result)
     print(json.dumps(result, indent=1, default=float)[:4000])
     print("wrote", save(args.part if args.part != "distill" else f"distill-{result['name']}", "", result))
     return 0

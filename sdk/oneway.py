@@ -93,9 +93,10 @@ def spec_shape() -> tuple[int, int, int]:
 
 @torch.no_grad()
 def calibrate(verifier: OneWay, data: PreparedSet, people: set[str], far: float, impostors: int = 200_000,
-              seed: int = 0) -> tuple[float, dict]:
-    """``sdk.calibrate.calibrate`` for any one-way verifier (e.g. refined heads): the same attempts
-    (every genuine ordered pair among ``people``, ``impostors`` random impostor pairs, same seed)."""
+              seed: int = 0, enrollments: int = 1000) -> tuple[float, dict]:
+    """``sdk.calibrate.calibrate`` for any one-way verifier (e.g. refined heads): every genuine ordered
+    pair among ``people`` and ``impostors`` random impostor pairs whose enrollment image is one of
+    ``enrollments`` random images (a refined head costs milliseconds to build, a probe nothing)."""
     from hyperverify.sdk.calibrate import Attempts
     from hyperverify.sdk.metrics import threshold_at_far
 
@@ -110,7 +111,7 @@ def calibrate(verifier: OneWay, data: PreparedSet, people: set[str], far: float,
                     genuine_a.append(i)
                     genuine_b.append(j)
     rng = np.random.default_rng(seed)
-    a = rng.choice(rows, impostors * 2)
+    a = rng.choice(rng.permutation(rows)[:enrollments], impostors * 2)
     b = rng.choice(rows, impostors * 2)
     keep = data.identities[a] != data.identities[b]
     a, b = a[keep][:impostors], b[keep][:impostors]

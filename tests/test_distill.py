@@ -100,3 +100,23 @@ def test_distillation_resumes_to_the_same_weights(tmp_path) -> None:
     resumed, _ = distill(images, targets, config, checkpoint=checkpoint)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_enrollment_refines_only_a_model_that_carries_a_bank() -> None:
+    from hyperverify.sdk.refine import build_bank, config_of, refine_theta
+
+    torch.manual_seed(0)
+    model = HyperModel(ModelConfig("head")).eval()
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    bank = build_bank(lambda x: features(x, model.shared_params()), images, np.arange(30), 20, 0)
+    extra = {"refine": {"bank": bank, "l2": 1e-2, "augmented": 2, "iterations": 15, "bank_size": 20, "seed": 0}}
+    assert config_of({}) is None and config_of(extra).augmented == 2
+    with torch.no_grad():
+        theta = model.theta(F.normalize(torch.randn(1, 128), dim=1))[0]
+    refined = refine_theta(model, extra, images[:2], theta)
+    assert refined.shape == theta.shape and not torch.allclose(refined, theta)
+    own = torch.from_numpy(spec.to_input(images[:2]))
+    with torch.no_grad():
+        feats = features(own, model.shared_params())
+    assert ((feats @ refined[:-1] + refined[-1]) > (feats @ theta[:-1] + theta[-1])).all()
