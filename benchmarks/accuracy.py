@@ -288,6 +288,51 @@ def view2_summary(tag: str) -> dict:
     return out
 
 
+def _row(label: str, m: dict, extra: str = "") -> str:
+    a = m.get("attempts", {})
+    cells = [f"{100 * m['pairs']['accuracy']:.1f} %", f"{m['pairs']['auc']:.3f}"]
+    for k in ("enroll_1", "enroll_3"):
+        r = a.get(k)
+        cells.append("-" if r is None else f"{100 * r['tar@far=0.001']:.1f} / {100 * r['tar@far=0.0001']:.1f} %")
+    return f"| {label} | " + " | ".join(cells) + f" | {extra} |"
+
+
+def report() -> str:
+    """Markdown tables from the saved View 1 results (one-way everywhere)."""
+    def load(name: str):
+        path = RESULTS / f"accuracy-{name}.json"
+        return json.loads(path.read_text())["result"] if path.exists() else None
+
+    out = ["| View 1, one-way (pairsDevTest; attempts among DevTest people) | accuracy | AUC | TAR@FAR 1e-3 / 1e-4, 1 photo | 3 photos | notes |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, label in (("distill-paper-1200", "distill only (1200 steps)"),
+                        ("distill-paper-nobn-1200", "distill only, no BatchNorm (1200 steps)"),
+                        ("stage2-paper-1200", "distill 1200 + paper's objectives 600, generator from s P^T e + b"),
+                        ("stage2-paper-1200-nobase", "distill 1200 + objectives 600, generator not from P^T e")):
+        r = load(name)
+        if r:
+            out.append(_row(label, r, f"{r['steps_per_second']:.2f} steps/s, {r['seconds'] / 60:.1f} min"))
+    for name in ("refine-stage2-paper-1200",):
+        r = load(name)
+        if r:
+            out.append(_row("prior of the refinement rows (generated head)", r["prior"]))
+            for row in r["refined"]:
+                out.append(_row(f"+ refinement, l2 {row['l2']:g}", row, f"{row['ms_per_enrollment_1_photo']:.0f} ms wall per 1-photo enrollment (loaded machine)"))
+    layouts = [r for r in (load("layouts-600") or []) if r["config"]["layout"] != "paper"]
+    paper = load("distill-paper-600")
+    layouts = ([paper] if paper else []) + layouts
+    if layouts:
+        out += ["", "| trunk layout (distill only, 600 steps) | parameters | MFLOPs | accuracy | AUC | TAR@1e-3 / 1e-4, 1 photo | 3 photos | cosine to teacher (DevTest) |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in layouts:
+            row = _row(r["name"], r).split(" | ")
+            out.append(f"| {r['config']['layout']} | {r['params']:,} | {r['flops'] / 1e6:.2f} | " + " | ".join(row[1:5]).rstrip(" |")
+                       + f" | {r['history'][-1]['dev_cosine']:.3f} |")
+    text = "\n".join(out) + "\n"
+    atomic_write_text(RESULTS / "accuracy.md", text)
+    return text
+
+
 def save(part: str, tag: str, result) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"accuracy-{part}{tag}.json"
@@ -327,7 +372,7 @@ def refine_part(v: View1, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary"), required=True)
+    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary", "report"), required=True)
     parser.add_argument("--model-name", choices=("A", "B"), default="A", help="view2: which of the two models")
     parser.add_argument("--stage2-steps", type=int, default=1000, help="view2: stage-2 steps after --steps of distillation")
     parser.add_argument("--eval-every", type=int, default=500, help="view2: learning-curve and checkpoint interval")
@@ -346,6 +391,9 @@ def main() -> int:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.part == "report":
+        print(report())
+        return 0
     v = view1() if not args.part.startswith("view2") else None
     if args.part == "distill":
         config = DistillConfig(layout=args.layout, batch_norm=not args.no_bn, steps=args.steps, batch=args.batch, lr=args.lr)
