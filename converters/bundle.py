@@ -1,7 +1,8 @@
 """The SDK bundle: everything an app developer integrates, built in one go and written atomically.
 
     bundle/
-      manifest.json                     spec, threshold, versions, public key, sha256 of every file
+      manifest.json                     spec, calibrated threshold (a floor), versions, sha256 of every file
+      manifest.json.sig                 Ed25519 signature of manifest.json's exact bytes (the backend's key)
       verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
       verifier-portable.pte             the same without delegation (any ExecuTorch build)
       coreml/verifier-shared-ios17.mlpackage   Core ML, the user's slices as inputs (iOS 17+)
@@ -9,23 +10,25 @@
       docs/                             integration guides for iOS and Android
 
 The bundle is built in a temporary sibling folder and renamed into place, so a crash never leaves
-a half-built bundle; the same inputs give the same bytes (checked by a test).
+a half-built bundle (staging folders of dead builds are removed by the next one); the same inputs
+give the same bytes (checked by a test). Every bundle is signed: a device trusts nothing in the
+manifest before checking its signature against the key its app holds (runtime/trust.py).
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.converters.executorch_export import export_program
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
-from hyperverify.runtime.atomic import replace_dir
-from hyperverify.runtime.manifest import MANIFEST_NAME, Manifest, sha256_bytes
+from hyperverify.runtime.atomic import replace_dir, staging_dir
+from hyperverify.runtime.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -40,14 +43,21 @@ class BundleInputs:
     threshold: float
     target_far: float
     enrollment_model: bytes
-    public_key: bytes = b""  # 32 raw Ed25519 bytes, or empty for an unsigned deployment
     coreml: bool = True
 
 
-def build_bundle(inputs: BundleInputs, target: Path) -> Manifest:
+def write_signed_manifest(folder: Path, manifest: Manifest, signing_key: Ed25519PrivateKey) -> bytes:
+    """Write ``manifest.json`` and its detached signature ``manifest.json.sig``; returns the manifest bytes."""
+    data = manifest.to_json().encode("utf-8")
+    (Path(folder) / MANIFEST_NAME).write_bytes(data)
+    (Path(folder) / SIGNATURE_NAME).write_bytes(signing_key.sign(data))
+    return data
+
+
+def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519PrivateKey) -> Manifest:
+    """Build the bundle into ``target`` (replaced atomically), its manifest signed with ``signing_key``."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    staging = staging_dir(target)
     try:
         module = SharedVerifier(inputs.shared, inputs.generated)
         programs = {"executorch-xnnpack": "verifier-xnnpack.pte", "executorch-portable": "verifier-portable.pte"}
@@ -72,11 +82,10 @@ def build_bundle(inputs: BundleInputs, target: Path) -> Manifest:
         manifest = Manifest(
             model_version=inputs.model_version, layout_hash=spec.layout_hash(inputs.generated),
             generated=[n for n in spec.SLICE_NAMES if n in inputs.generated], threshold=inputs.threshold,
-            target_far=inputs.target_far, public_key=inputs.public_key.hex(),
-            require_signature=bool(inputs.public_key), files=files, programs=programs,
+            target_far=inputs.target_far, files=files, programs=programs,
             versions={"user_file_format": FORMAT_VERSION, "executorch": version("executorch"),
                       "coremltools": version("coremltools"), "torch": version("torch").split("+")[0]})
-        (staging / MANIFEST_NAME).write_text(manifest.to_json())
+        write_signed_manifest(staging, manifest, signing_key)
         replace_dir(staging, target)
         return manifest
     except BaseException:

@@ -30,10 +30,12 @@ package, across processes (tested), for the same coremltools, torch and protobuf
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
-import tempfile
+import sys
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -47,7 +49,7 @@ from coremltools.converters.mil.mil import types as _mil_types
 from hyperverify.converters.executorch_export import example_inputs
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
-from hyperverify.runtime.atomic import replace_dir
+from hyperverify.runtime.atomic import replace_dir, staging_dir
 
 PRECISIONS = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
 
@@ -195,8 +197,7 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
         raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
     mlmodel = _convert(module.eval(), precision, target)
     _stamp(mlmodel, generated, module.generated, precision, metadata, description)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging_root = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    staging_root = staging_dir(path)
     try:
         staging = staging_root / path.name
         mlmodel.save(str(staging))
@@ -217,9 +218,15 @@ def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.mo
         traced = torch.jit.trace(module, example)
     inputs = [ct.TensorType(name="x", shape=tuple(x.shape), dtype=np.float32)]
     inputs += [ct.TensorType(name=input_name(n), shape=shapes[n], dtype=np.float32) for n in module.generated]
-    return ct.convert(traced, convert_to="mlprogram", minimum_deployment_target=target,
-                      compute_precision=PRECISIONS[precision], inputs=inputs,
-                      outputs=[ct.TensorType(name="logit")])
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(chatter):  # coremltools' own progress bars, which it cannot switch off
+            return ct.convert(traced, convert_to="mlprogram", minimum_deployment_target=target,
+                              compute_precision=PRECISIONS[precision], inputs=inputs,
+                              outputs=[ct.TensorType(name="logit")])
+    except Exception:
+        sys.stderr.write(chatter.getvalue())
+        raise
 
 
 def _stamp(mlmodel: ct.models.MLModel, generated: tuple[str, ...], inputs: tuple[str, ...], precision: str,

@@ -1,10 +1,12 @@
 """hyperverify.runtime: the bottom layer, what ships in an app (no training code, no torch of its own).
 
-    from hyperverify.runtime import load
-    verifier = load("bundle/", "alice.hvu")
+    from hyperverify.runtime import TrustPolicy, load
+    verifier = load("bundle/", "alice.hvu", TrustPolicy.signed(BACKEND_PUBLIC_KEY))  # the app's key, in its code
     result = verifier.verify(frame)   # result.accepted, result.reason, result.score
 """
 
-from hyperverify.runtime.verifier import LockoutPolicy, Result, Verifier, load
+from hyperverify.runtime.lockout import Lockout, LockoutRules
+from hyperverify.runtime.trust import TrustPolicy
+from hyperverify.runtime.verifier import Result, Verifier, load
 
-__all__ = ["load", "Verifier", "Result", "LockoutPolicy"]
+__all__ = ["load", "Verifier", "Result", "Lockout", "LockoutRules", "TrustPolicy"]

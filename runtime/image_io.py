@@ -8,34 +8,84 @@ once, with a documented rule:
 - 16 bit per channel: scaled to 8 bit by ``value >> 8`` (keeps the full range);
 - RGBA / BGRA: the alpha channel is dropped (faces in photos are opaque; compositing on a
   colour would invent pixels);
-- a JPEG without its end-of-image marker is treated as truncated and rejected, because OpenCV
-  would otherwise return a half-grey image with only a warning on stderr.
+- EXIF orientation is not applied: the datasets we use carry none, and a camera frame arrives
+  already upright.
 
-EXIF orientation is not applied: the datasets we use carry none, and a camera frame arrives
-already upright.
+Inputs are bounded before they are decoded, because whoever sends an image chooses its size:
+
+- files larger than ``MAX_IMAGE_BYTES`` (64 MiB) are refused before they are read;
+- the pixel count is read from the header (Pillow opens lazily: PNG's IHDR, JPEG's SOF, ...) and
+  an image over ``MAX_PIXELS`` (40 megapixels: every phone camera's default mode fits) is refused
+  before any pixel is decoded; a format whose header Pillow cannot read is refused too;
+- a JPEG's integrity is checked by a decoder: libjpeg-turbo through ``simplejpeg`` in strict mode
+  refuses what OpenCV would return as a half-grey image with only a warning on stderr (a truncated
+  file, also one with an end-of-image marker appended); OpenCV then decodes it, as every other
+  format, and any OpenCV error becomes an ``ImageError``.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from hyperverify.runtime.bounded_io import read_bounded
 from hyperverify.runtime.errors import ImageError
 
+MAX_PIXELS = 40_000_000
+MAX_IMAGE_BYTES = 64 << 20
 _JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
-_EOI_SEARCH_BYTES = 1024
+
+
+def image_size(data: bytes, source: str = "<bytes>") -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding pixels; ImageError if unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own DecompressionBombWarning: we check below
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{source}: the header declares more than {MAX_PIXELS} pixels") from None
+    except Exception:  # Pillow raises UnidentifiedImageError, SyntaxError, struct.error, ... for bad headers
+        raise ImageError(f"{source}: not a readable image (unknown format or corrupt header)") from None
+    return width, height
+
+
+def check_pixel_count(width: int, height: int, source: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{source}: the image declares {width}x{height} pixels")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{source}: {width}x{height} pixels is more than the {MAX_PIXELS // 1_000_000} "
+                         "megapixels this runtime decodes")
+
+
+def _check_jpeg(data: bytes, source: str) -> None:
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+    except (ValueError, RuntimeError) as err:
+        raise ImageError(f"{source}: corrupt or truncated JPEG ({err})") from None
 
 
 def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to RGB uint8 HxWx3, or raise ImageError naming ``source``."""
     if not data:
         raise ImageError(f"{source}: empty file")
-    if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[-_EOI_SEARCH_BYTES:]:
-        raise ImageError(f"{source}: truncated JPEG (no end-of-image marker)")
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"{source}: {len(data)} bytes, more than the {MAX_IMAGE_BYTES} an image may have")
+    check_pixel_count(*image_size(data, source), source)
+    if data[:2] == _JPEG_SOI:
+        _check_jpeg(data, source)
+    try:
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ImageError(f"{source}: the decoder refused it ({str(err).strip().splitlines()[-1][:200]})") from None
     if raw is None or raw.size == 0:
         raise ImageError(f"{source}: not a readable image (corrupt, truncated or not an image format)")
     return _to_rgb8(raw, source, assume_bgr=True)
@@ -44,15 +94,9 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3; raise ImageError with the path on any problem."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-    except OSError as err:
-        raise ImageError(f"{path}: cannot read ({err.strerror})") from None
-    return decode_image(data, str(path))
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    return decode_image(read_bounded(path, MAX_IMAGE_BYTES, ImageError, "image"), str(path))
 
 
 def frame_to_rgb(frame: np.ndarray, color_order: str = "bgr") -> np.ndarray:
@@ -68,6 +112,8 @@ def frame_to_rgb(frame: np.ndarray, color_order: str = "bgr") -> np.ndarray:
         raise ImageError(f"frame must be uint8, got {frame.dtype}")
     if frame.size == 0:
         raise ImageError("frame is empty")
+    if frame.ndim >= 2:
+        check_pixel_count(frame.shape[1], frame.shape[0], "frame")
     return _to_rgb8(frame, "frame", assume_bgr=color_order == "bgr")
 
 

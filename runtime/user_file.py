@@ -34,6 +34,7 @@ import numpy as np
 
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import atomic_write_bytes
+from hyperverify.runtime.bounded_io import read_bounded
 from hyperverify.runtime.errors import HyperverifyError
 
 MAGIC = b"HVU1"
@@ -44,6 +45,7 @@ SIGNATURE_SIZE = 64
 DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
 FLAG_SIGNED = 1
 MAX_COUNT = spec.parameter_count()
+MAX_FILE_SIZE = HEADER.size + MAX_COUNT * 4 + CHECKSUM_SIZE + SIGNATURE_SIZE  # the largest valid file
 
 
 class UserFileError(HyperverifyError):
@@ -200,12 +202,10 @@ def write_user_file(path: str | Path, weights: UserWeights, signing_key=None) ->
 
 
 def read_user_file(path: str | Path, **checks) -> UserWeights:
-    """Read and validate a user file; keyword arguments as for ``decode``."""
+    """Read and validate a user file; keyword arguments as for ``decode``. A file larger than any
+    valid one (``MAX_FILE_SIZE``) is refused from its size, before it is read."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise UserFileError(f"{path}: cannot read ({err.strerror})") from None
+    data = read_bounded(path, MAX_FILE_SIZE, UserFileError, "user file", too_large=LengthError)
     try:
         return decode(data, **checks)
     except UserFileError as err:

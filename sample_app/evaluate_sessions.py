@@ -40,14 +40,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hyperverify.runtime import LockoutPolicy, load
+from hyperverify.runtime import Lockout, load
 from hyperverify.runtime.faces import FaceDetector
 from hyperverify.runtime.image_io import decode_image, read_image
-from hyperverify.runtime.manifest import read_manifest
+from hyperverify.runtime.lockout import NO_LOCKOUT
+from hyperverify.runtime.trust import open_manifest
 from hyperverify.sample_app.frames import letterbox
 
 MIN_PHOTOS = 4
-NEVER_LOCK = 10**9
 
 
 class CachedDetector:
@@ -105,12 +105,14 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
              timing_frames: int = 100, progress=print) -> dict:
     import torch
 
+    from hyperverify.sample_app.server import app_trust
     from hyperverify.sdk.export_user import ENROLLMENT_MODEL, export_user
     from hyperverify.sdk.hypernet import load_model
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    manifest = read_manifest(bundle)
+    trust = app_trust()  # the key export_user signs with
+    manifest = open_manifest(bundle, trust)
     _, extra = load_model(bundle / ENROLLMENT_MODEL)
     images = lfw / "images"
     people, pool = held_out_people(images, extra)
@@ -137,8 +139,8 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             user = f"owner{i:02d}"
             export_user(enrolled, bundle, Path(tmp), user, coreml=False)
             user_file = Path(tmp) / f"{user}.hvu"
-            verifier = load(bundle, user_file, policy=LockoutPolicy(NEVER_LOCK), detector=detector)
-            session_verifier = load(bundle, user_file, detector=detector)
+            verifier = load(bundle, user_file, trust, lockout=Lockout(rules=NO_LOCKOUT), detector=detector)
+            session_verifier = load(bundle, user_file, trust, detector=detector)
             genuine_reasons = [decide(verifier, pixels[p]) for p in tests]
             reasons["genuine"].update(genuine_reasons)
             attackers = {p: files for p, files in impostor_files.items()}
@@ -161,7 +163,7 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
                 progress(f"{i + 1}/{len(plan)} {owner}: enrolled from {len(enrolled)}, genuine "
                          f"{genuine_reasons.count('accepted')}/{len(tests)} accepted; {len(false_accepts)} false accepts so far "
                          f"({time.monotonic() - started:.0f} s)")
-        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", policy=LockoutPolicy(NEVER_LOCK))
+        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", trust, lockout=Lockout(rules=NO_LOCKOUT))
         sample = [pixels[p] for p in list(pixels)[:timing_frames]]
         timed = {f"{w}x{h}": timing(timed_verifier, sample, (w, h)) for w, h in ((320, 240), (640, 480))}
 
@@ -190,9 +192,9 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
 
 
 def _session(verifier, frames: list[np.ndarray]) -> dict:
-    """Attempts in order through the real lockout rule (a fresh policy, time standing still) until
+    """Attempts in order through the real lockout rule (a fresh in-memory lockout, time standing still) until
     unlocked or locked out."""
-    verifier.policy = LockoutPolicy(clock=lambda: 0.0)
+    verifier.lockout = Lockout(clock=lambda: 0.0)
     attempts = 0
     for rgb in frames:
         result = verifier.verify(rgb, color_order="rgb")

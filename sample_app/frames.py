@@ -122,6 +122,16 @@ def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
+def camera_jpeg(photo: str | Path, width: int = 320, height: int = 240, quality: int = 92) -> bytes:
+    """A photo as the page sends it when a camera sees it: letterboxed into a width x height frame,
+    JPEG at the page's quality (``canvas.toBlob(..., 0.92)``)."""
+    frame = letterbox(read_image(photo), width, height)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageError(f"{photo}: cannot be encoded as JPEG")
+    return data.tobytes()
+
+
 def write_y4m(path: str | Path, images: Iterable[str | Path | np.ndarray], *, width: int = 320, height: int = 240,
               repeat: int = 10, fps: int = 10) -> Path:
     """Write photos (paths or RGB uint8 arrays) as a Y4M video, each shown for ``repeat`` frames."""

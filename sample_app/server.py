@@ -6,26 +6,29 @@
 The page is the phone: it shows the camera, sends frames (JPEG) to this server and draws the lock
 screen from the answers. The server plays two parts and keeps them apart:
 
-- the device: ``hyperverify.runtime.load`` and ``Verifier.verify`` only (what an app ships), with the
-  runtime's lockout policy (``max_failures`` rejected attempts in a row lock for ``lockout_seconds``);
-- the backend: enrollment through ``hyperverify.sdk.export_user.export_user`` (what a phone would ask a
-  server to do), which writes the user's ``.hvu`` file that the device then loads.
+- the device: ``hyperverify.runtime.load`` and ``Verifier.verify_encoded`` only (what an app ships),
+  with the runtime's persisted lockout (``runtime.lockout``: 5 rejects lock 30 s, escalating, a PIN
+  after 20; checked before a frame is decoded);
+- the backend: enrollment through ``hyperverify.sdk.export_user.export_user`` (what a phone would ask
+  a server to do), which writes the user's ``.hvu`` file that the device then loads.
 
-Rules of the prototype, as on a phone: anyone may enroll while nobody is enrolled; after that,
-changing or deleting the enrolled face needs the screen unlocked. Pressing Unlock is one attempt
-(one frame). Only ``accepted`` and ``rejected`` count towards the lockout (the runtime's rule).
+The app is the owner's alone (DESIGN 8, issue 11):
 
-Every device operation runs on one worker thread (the runtime's detector and verifier are not
-thread-safe, like a camera loop), HTTP requests on their own threads. The server binds 127.0.0.1
-only and never crashes on a request: bad input gets a JSON ``{"error": ...}`` in plain words.
+- each browser tab is a session; "unlocked" belongs to that session and ends by itself after
+  ``relock_seconds`` (default 60);
+- the first enrollment sets a PIN; afterwards enrolling again, or deleting the face, needs the
+  session unlocked less than ``MANAGE_SECONDS`` ago, or the PIN;
+- a saved enrollment that fails to load is "locked: recovery needed (PIN)", never "not enrolled":
+  only the PIN (then a new enrollment) or ``--reset`` on the command line gets past it;
+- scores and thresholds are in answers only with ``debug=True`` (``--debug``).
+
+HTTP, sessions and the request checks (CSRF token, Origin, Host, sizes, timeouts) are in ``web.py``.
+Every device operation runs on one worker thread there (the runtime is not thread-safe).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import email.parser
-import email.policy
-import json
+import math
 import os
 import re
 import shutil
@@ -33,27 +36,26 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
-from hyperverify.runtime import LockoutPolicy, load
+from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, ImageError
 from hyperverify.runtime.faces import FaceDetector
 from hyperverify.runtime.image_io import decode_image
-from hyperverify.runtime.manifest import read_manifest, sha256_bytes
-from hyperverify.runtime.verifier import LOCKOUT_SECONDS, MAX_FAILURES
+from hyperverify.runtime.lockout import FIRST_LOCK_SECONDS, Lockout, LockoutRules
+from hyperverify.runtime.manifest import sha256_bytes
+from hyperverify.runtime.trust import open_manifest
 from hyperverify.sample_app.frames import FrameSource
+from hyperverify.sample_app.pin import PinError, PinStore, check_new_pin
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-STATIC = Path(__file__).resolve().parent / "static"
-STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-                "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-                "/static/style.css": ("style.css", "text/css; charset=utf-8")}
-MAX_BODY_BYTES = 32 * 1024 * 1024
+RELOCK_SECONDS = 60.0
+MANAGE_SECONDS = 30.0
+"""How long after an unlock the session may enroll again or delete the face without the PIN."""
 MAX_ENROLL_IMAGES = 10
 TIMINGS_KEPT = 1000
 
@@ -64,10 +66,12 @@ MESSAGES = {
     "several_faces": "More than one face in view. Only the phone's owner should be in the picture.",
     "face_too_small": "The face is too far away. Move closer to the camera.",
     "low_quality": "The picture is too blurry or unclear. Hold still, in good light.",
-    "locked_out": "Too many failed attempts. Wait until the countdown ends.",
+    "locked_out": "Too many failed attempts. Wait until the countdown ends, or use the PIN.",
+    "pin_required": "Too many failed attempts: only the PIN unlocks now.",
     "not_enrolled": "Nobody is enrolled yet. Enroll a face first (Enroll panel).",
+    "recovery_needed": "Locked: recovery needed (PIN). The saved enrollment cannot be used.",
 }
-"""Each runtime reason (``Result.reason``) in plain words, as the page shows it."""
+"""Each decision reason (``Result.reason`` and the app's own) in plain words, as the page shows it."""
 
 
 class AppError(HyperverifyError):
@@ -78,127 +82,234 @@ class AppError(HyperverifyError):
         self.status = status
 
 
+@dataclass
+class Session:
+    """One browser tab: its CSRF token and whether (and since when) it is unlocked."""
+
+    token: str
+    unlocked_at: float = -math.inf
+    unlocked_until: float = -math.inf
+    epoch: int = 0  # the enrollment it was unlocked for; a new enrollment or a deletion locks every session
+
+
 # -- the bundle -------------------------------------------------------------------------------------
 
-def ensure_bundle(target: Path, model: Path | None = None) -> tuple[Path, bool]:
-    """A bundle in ``target`` built from ``model`` (default: the committed model), rebuilt when the
-    model's bytes differ from the bundle's enrollment model. Returns (bundle, built now)."""
-    from hyperverify.converters.bundle import build_bundle
-    from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.export_user import ENROLLMENT_MODEL, bundle_inputs
+def app_trust(signing_key: Path | None = None) -> TrustPolicy:
+    """The prototype's trust anchor: the public half of the key it signs with (default
+    ``signing.default_key_path()``), taken from that key in this process, never from the bundle or
+    the state folder. A phone app compiles the backend's public key into its code instead."""
+    from hyperverify.sdk.signing import default_key_path, load_private_key, public_raw
+
+    path = Path(signing_key) if signing_key else default_key_path()
+    if not path.exists():
+        raise HyperverifyError(f"{path}: no signing key; run `hyperverify app` without --bundle once to make one, "
+                               "or pass the --signing-key the bundle was built with")
+    return TrustPolicy.signed(public_raw(load_private_key(path)))
+
+
+def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None) -> tuple[Path, bool]:
+    """A bundle in ``target`` built from ``model`` (default: the committed model) and signed with
+    ``signing_key`` (default ``signing.default_key_path()``, made when absent), rebuilt when the
+    model's bytes differ from the bundle's enrollment model or its manifest is not signed by that
+    key. Returns (bundle, built now)."""
+    from hyperverify.sdk.enroll import DEFAULT_MODEL
+    from hyperverify.sdk.export_user import ENROLLMENT_MODEL, build_signed_bundle
 
     model_path = Path(model or DEFAULT_MODEL)
-    model_bytes = model_path.read_bytes() if model_path.is_file() else None
-    if model_bytes is not None:
-        try:
-            if read_manifest(target).files.get(ENROLLMENT_MODEL) == sha256_bytes(model_bytes):
-                return target, False
-        except HyperverifyError:
-            pass  # no bundle yet, or a broken one: build it
-    hyper, extra = load_default(model_path)
-    build_bundle(bundle_inputs(hyper, extra, model_bytes, coreml=False), target)
+    try:
+        manifest = open_manifest(target, app_trust(signing_key))
+        if model_path.is_file() and manifest.files.get(ENROLLMENT_MODEL) == sha256_bytes(model_path.read_bytes()):
+            return target, False
+    except HyperverifyError:
+        pass  # no key or bundle yet, a broken bundle or one signed by another key: build it
+    build_signed_bundle(target, model_path, signing_key, coreml=False)
     return target, True
 
 
 # -- the app: device + backend, no HTTP -------------------------------------------------------------
 
 class UnlockApp:
-    """The lock screen's state and its three actions: enroll, verify (one attempt), lock.
+    """The lock screen's state and its actions: verify (one attempt), PIN, enroll, forget, lock.
 
-    Public methods return the JSON-able ``status()`` dict (plus ``decision`` for ``verify``) or raise
-    ``AppError`` with a message for the page. Call them from one thread (``Server`` does).
+    Public methods take the caller's ``Session`` and return the JSON-able ``status(session)`` dict
+    (plus ``decision`` for ``verify``) or raise ``AppError`` with a message for the page. Call them
+    from one thread (``web.py`` does).
     """
 
-    def __init__(self, bundle: Path, state_dir: Path, *, lockout_seconds: float = LOCKOUT_SECONDS,
-                 max_failures: int = MAX_FAILURES, user_id: str = "owner", signing_key: Path | None = None,
-                 source: FrameSource | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        if lockout_seconds <= 0 or max_failures < 1:
-            raise HyperverifyError("the lockout needs lockout_seconds > 0 and max_failures >= 1")
+    def __init__(self, bundle: Path, state_dir: Path, *, lockout_seconds: float = FIRST_LOCK_SECONDS,
+                 relock_seconds: float = RELOCK_SECONDS, debug: bool = False, user_id: str = "owner",
+                 signing_key: Path | None = None, source: FrameSource | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if relock_seconds <= 0:
+            raise HyperverifyError("relock_seconds must be positive")
         self.bundle, self.state_dir = Path(bundle), Path(state_dir)
         self.user_id, self.signing_key, self.source = user_id, signing_key, source
-        self.threshold = read_manifest(self.bundle).threshold
-        self.policy = LockoutPolicy(max_failures, lockout_seconds, clock)
+        self.trust = app_trust(signing_key)
+        self.relock_seconds, self.debug, self.clock = relock_seconds, debug, clock
+        self.lockout = Lockout.in_folder(self.state_dir, user_id, rules=LockoutRules(first_lock_seconds=lockout_seconds))
+        self.pin = PinStore(self.users / f"{user_id}.pin.json", self.state_dir / "lockout" / f"{user_id}.pin.json")
         self.detector = FaceDetector()
         self.verifier = None
-        self.unlocked = False
-        self.notice = ""
+        self.enrollment_error = ""
+        self.epoch = 0
         self.timings_ms: list[float] = []
         self.history: list[dict] = []
-        if self.user_file.exists():
-            try:
-                self._load_verifier()
-            except HyperverifyError as err:
-                self.notice = f"The saved enrollment cannot be used ({err}). Enroll again."
+        self._open_enrollment()
+
+    @property
+    def users(self) -> Path:
+        return self.state_dir / "users"
 
     @property
     def user_file(self) -> Path:
-        return self.state_dir / "users" / f"{self.user_id}.hvu"
+        return self.users / f"{self.user_id}.hvu"
 
-    def _load_verifier(self) -> None:
-        self.verifier = load(self.bundle, self.user_file, policy=self.policy, detector=self.detector)
-        self.threshold = self.verifier.threshold
+    def _open_enrollment(self) -> None:
+        """Load the saved enrollment. This is the app's single call into the runtime's trust checks
+        (``hyperverify.runtime.load``): whatever they refuse (a flipped bit, a forged threshold, a
+        missing signature) leaves the app in "recovery needed", never in "not enrolled"."""
+        self.verifier, self.enrollment_error = None, ""
+        if not self.user_file.exists():
+            if self.pin.is_set():
+                self.enrollment_error = "the enrolled face is missing"
+            return
+        try:
+            self.verifier = load(self.bundle, self.user_file, self.trust, lockout=self.lockout, detector=self.detector)
+        except HyperverifyError as err:
+            self.enrollment_error = str(err)
 
-    def state(self) -> str:
+    # -- state ------------------------------------------------------------------------------------
+
+    def is_unlocked(self, session: Session) -> bool:
+        return session.epoch == self.epoch and self.clock() < session.unlocked_until
+
+    def state(self, session: Session) -> str:
+        if self.is_unlocked(session):
+            return "unlocked"
+        if self.enrollment_error:
+            return "recovery_needed"
         if self.verifier is None:
             return "not_enrolled"
-        if self.policy.remaining() > 0:
-            return "locked_out"
-        return "unlocked" if self.unlocked else "locked"
+        return self.lockout.blocked() or "locked"
 
-    def status(self) -> dict:
+    def status(self, session: Session) -> dict:
+        state = self.state(session)
+        lock = self.lockout.state
         timings = self.timings_ms[-TIMINGS_KEPT:]
-        return {
-            "state": self.state(), "enrolled": self.verifier is not None, "user_id": self.user_id,
-            "locked_for": round(self.policy.remaining(), 3), "failures": self.policy.failures,
-            "max_failures": self.policy.max_failures, "lockout_seconds": self.policy.seconds,
-            "threshold": self.threshold, "notice": self.notice,
+        now = self.clock()
+        answer = {
+            "state": state, "enrolled": self.verifier is not None or bool(self.enrollment_error),
+            "user_id": self.user_id, "pin_set": self.pin.is_set(),
+            "locked_for": round(self.lockout.remaining(lock), 3) if state == "locked_out" else 0.0,
+            "failures": lock.failures, "max_failures": self.lockout.rules.max_failures,
+            "lockout_seconds": self.lockout.rules.first_lock_seconds,
+            "relock_in": round(session.unlocked_until - now, 3) if state == "unlocked" else None,
+            "manage_for": round(max(0.0, session.unlocked_at + MANAGE_SECONDS - now), 3) if state == "unlocked" else 0.0,
+            "notice": self._notice(state),
             "median_decision_ms": round(statistics.median(timings), 2) if timings else None,
             "frames_timed": len(timings),
             "source": None if self.source is None else {"frames": len(self.source), "path": str(self.source.path)},
             "history": self.history[-10:],
+            "debug": self.debug,
         }
+        if self.debug:
+            answer["threshold"] = None if self.verifier is None else self.verifier.threshold
+        return answer
 
-    def verify(self, frame: bytes, arrived: float | None = None) -> dict:
-        """One unlock attempt on one encoded frame; ``arrived`` is when its bytes were received."""
+    def _notice(self, state: str) -> str:
+        if not self.enrollment_error:
+            return ""
+        if not self.pin.is_set():
+            return (f"The saved enrollment cannot be used ({self.enrollment_error}) and no PIN was set. "
+                    "Only the machine's owner can start over: hyperverify app --reset (forgets the face).")
+        then = "enroll again" if state == "unlocked" else "enter the PIN, then enroll again"
+        return f"Locked: recovery needed (PIN). The saved enrollment cannot be used ({self.enrollment_error}): {then}."
+
+    def _unlock(self, session: Session) -> None:
+        now = self.clock()
+        session.unlocked_at, session.unlocked_until, session.epoch = now, now + self.relock_seconds, self.epoch
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def verify(self, session: Session, frame: bytes, arrived: float | None = None) -> dict:
+        """One unlock attempt on one encoded frame; ``arrived`` is when its bytes were received.
+        The lockout is checked before the frame is decoded (``Verifier.verify_encoded``)."""
         arrived = time.perf_counter() if arrived is None else arrived
-        if self.verifier is None:
-            return self._answer({"accepted": False, "reason": "not_enrolled", "message": MESSAGES["not_enrolled"]})
-        if not frame:
-            raise AppError("The camera frame was empty (0 bytes). Wait until the camera shows a picture.")
+        state = self.state(session)
+        if state == "unlocked":
+            raise AppError("Already unlocked. Lock the screen to try again.", HTTPStatus.CONFLICT)
+        if state in ("recovery_needed", "not_enrolled"):
+            return self._answer(session, {"accepted": False, "reason": state, "message": MESSAGES[state]})
         try:
-            rgb = decode_image(frame, "the camera frame")
+            result = self.verifier.verify_encoded(frame, "the camera frame")
         except ImageError as err:
             raise AppError(f"{err}. Try again.") from None
-        result = self.verifier.verify(rgb, color_order="rgb")
         elapsed_ms = (time.perf_counter() - arrived) * 1000.0
-        if result.reason != "locked_out":
+        if result.reason not in ("locked_out", "pin_required"):
             self.timings_ms.append(elapsed_ms)
             del self.timings_ms[:-TIMINGS_KEPT]
         if result.accepted:
-            self.unlocked = True
+            self._unlock(session)
+        lock = self.lockout.state
         message = MESSAGES[result.reason]
-        if result.reason == "rejected" and result.locked_for > 0:
-            message = f"Face not recognised: {self.policy.max_failures} failed attempts in a row. Locked."
+        if result.reason == "rejected" and lock.pin_required:
+            message = f"Face not recognised: {lock.total_failures} failed attempts. Only the PIN unlocks now."
+        elif result.reason == "rejected" and result.locked_for > 0:
+            message = f"Face not recognised: {lock.failures} failed attempts in a row. Locked for {result.locked_for:.0f} s."
         elif result.reason == "rejected":
-            message += f" Failed attempts: {self.policy.failures} of {self.policy.max_failures}."
+            message += f" Failed attempts: {lock.failures} of {self.lockout.rules.max_failures}."
         decision = {"accepted": bool(result.accepted), "reason": result.reason, "message": message,
-                    "score": None if result.score is None else round(float(result.score), 4),
-                    "threshold": self.threshold, "decision_ms": round(elapsed_ms, 2),
-                    "locked_for": round(result.locked_for, 3)}
-        self.history.append({k: decision[k] for k in ("reason", "score", "decision_ms")})
+                    "decision_ms": round(elapsed_ms, 2), "locked_for": round(result.locked_for, 3)}
+        if self.debug:
+            decision["score"] = None if result.score is None else round(float(result.score), 4)
+            decision["threshold"] = self.verifier.threshold
+        self.history.append({k: decision[k] for k in ("reason", "score", "decision_ms") if k in decision})
         del self.history[:-50]
-        return self._answer(decision)
+        return self._answer(session, decision)
 
-    def _answer(self, decision: dict) -> dict:
-        return {**self.status(), "decision": decision}
+    def _answer(self, session: Session, decision: dict) -> dict:
+        return {**self.status(session), "decision": decision}
 
-    def _require_owner_or_nobody(self, action: str) -> None:
-        if self.verifier is not None and self.state() != "unlocked":
-            raise AppError(f"Unlock the screen first: only the owner can {action}.", HTTPStatus.FORBIDDEN)
+    def unlock_with_pin(self, session: Session, pin: str) -> dict:
+        """The PIN unlocks this session and clears the face lockout (also after 20 rejects)."""
+        self._check_pin(pin)
+        self.lockout.reset()
+        self._unlock(session)
+        return {**self.status(session), "message": "Unlocked with the PIN."}
 
-    def enroll(self, images: list[tuple[str, bytes]]) -> dict:
-        """Enroll from uploaded images (name, bytes) through the backend; afterwards the screen is locked."""
-        self._require_owner_or_nobody("change the enrolled face")
+    def _check_pin(self, pin: str) -> None:
+        if not self.pin.is_set():
+            raise AppError("No PIN is set on this device.", HTTPStatus.CONFLICT)
+        correct, wait = self.pin.try_pin(pin)
+        if correct:
+            return
+        if wait > 0:
+            raise AppError(f"Wrong PIN, or too many wrong PINs: PIN entry is locked for {math.ceil(wait)} s.",
+                           HTTPStatus.TOO_MANY_REQUESTS)
+        raise AppError("Wrong PIN.", HTTPStatus.FORBIDDEN)
+
+    def _require_owner(self, session: Session, pin: str | None, action: str) -> None:
+        """Changing the enrollment: a session unlocked less than MANAGE_SECONDS ago, or the PIN."""
+        if self.is_unlocked(session) and self.clock() - session.unlocked_at <= MANAGE_SECONDS:
+            return
+        if pin:
+            self._check_pin(pin)
+            return
+        raise AppError(f"Only the owner can {action}: unlock first (face or PIN; it stays allowed for "
+                       f"{MANAGE_SECONDS:.0f} s after an unlock), or enter the PIN with the request.",
+                       HTTPStatus.FORBIDDEN)
+
+    def enroll(self, session: Session, images: list[tuple[str, bytes]], pin: str | None = None) -> dict:
+        """Enroll from uploaded images (name, bytes) through the backend; afterwards every session is
+        locked. The first enrollment sets the PIN (``pin``); later ones need the owner (see above)."""
+        first = self.state(session) == "not_enrolled"
+        if first:
+            try:
+                check_new_pin(pin)
+            except PinError as err:
+                raise AppError(str(err)) from None
+        else:
+            self._require_owner(session, pin, "change the enrolled face")
         if not images:
             raise AppError("No images received. Choose one or more photos, or enroll from the camera.")
         if len(images) > MAX_ENROLL_IMAGES:
@@ -224,29 +335,34 @@ class UnlockApp:
             except FaceNotFoundError as err:
                 shown = str(err).replace(str(Path(tmp) / "upload") + os.sep, "")
                 raise AppError(f"Enrollment failed: {shown}.") from None
-            self.user_file.parent.mkdir(parents=True, exist_ok=True)
+            self.users.mkdir(parents=True, exist_ok=True)
             for path in written:
-                os.replace(path, self.user_file.parent / path.name)
-        self._load_verifier()
-        self.unlocked = False
-        self.notice = ""
-        answer = self.status()
+                os.replace(path, self.users / path.name)
+        if first:
+            self.pin.set(pin)
+        self.lockout.reset()
+        self.epoch += 1
+        self._open_enrollment()
+        answer = self.status(session)
         answer["message"] = (f"Enrolled from {len(images)} image{'s' if len(images) > 1 else ''}. "
                              "The screen is locked: look at the camera and press Unlock.")
         return answer
 
-    def lock(self) -> dict:
-        self.unlocked = False
-        return self.status()
+    def lock(self, session: Session) -> dict:
+        session.unlocked_until = -math.inf
+        return self.status(session)
 
-    def forget(self) -> dict:
-        """Delete the enrolled face (needs the screen unlocked)."""
-        self._require_owner_or_nobody("delete the enrolled face")
-        for path in self.user_file.parent.glob(f"{self.user_id}*.hvu"):
+    def forget(self, session: Session, pin: str | None = None) -> dict:
+        """Delete the enrolled face, its PIN and its lockout state (the owner only, see above)."""
+        self._require_owner(session, pin, "delete the enrolled face")
+        for path in self.users.glob(f"{self.user_id}*.hvu"):
             path.unlink()
-        self.verifier, self.unlocked = None, False
-        answer = self.status()
-        answer["message"] = "Enrollment deleted."
+        self.pin.remove()
+        self.lockout.reset()
+        self.epoch += 1
+        self._open_enrollment()
+        answer = self.status(session)
+        answer["message"] = "Enrollment and PIN deleted."
         return answer
 
 
@@ -254,164 +370,36 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name or "image").name)[-80:] or "image"
 
 
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str, bytes]]:
-    """(field name, file name, bytes) of each part of a multipart/form-data body."""
-    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
-        raise AppError("Send the images as multipart/form-data (a form with file fields).")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        raise AppError("The upload could not be read as multipart/form-data.")
-    parts = []
-    for part in message.iter_parts():
-        payload = part.get_payload(decode=True) or b""
-        parts.append((part.get_param("name", "", header="content-disposition"), part.get_filename() or "", payload))
-    return parts
-
-
-# -- HTTP -------------------------------------------------------------------------------------------
-
-class Server(ThreadingHTTPServer):
-    """HTTP on 127.0.0.1; every app call runs on one worker thread (the device's camera loop)."""
-
-    daemon_threads = True
-
-    def __init__(self, app: UnlockApp, port: int = DEFAULT_PORT) -> None:
-        super().__init__((HOST, port), Handler)
-        self.app = app
-        self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}/"
-
-    def call(self, method: Callable, *args) -> dict:
-        return self.worker.submit(method, *args).result()
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.worker.shutdown(wait=False, cancel_futures=True)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Server
-    server_version = "hyperverify-app"
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
-        if os.environ.get("HYPERVERIFY_APP_LOG"):
-            super().log_message(format, *args)
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, payload: dict, status: int = HTTPStatus.OK) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
-
-    def _guarded(self, work: Callable[[], None]) -> None:
-        try:
-            work()
-        except AppError as err:
-            self._json({"error": str(err), **self.server.call(self.server.app.status)}, err.status)
-        except HyperverifyError as err:
-            self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception as err:  # a bug: keep serving, tell the page, log the traceback
-            traceback.print_exc(file=sys.stderr)
-            try:
-                self._json({"error": f"Internal error ({type(err).__name__}: {err}). The app keeps running."},
-                           HTTPStatus.INTERNAL_SERVER_ERROR)
-            except OSError:
-                pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self._guarded(self._get)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._guarded(self._post)
-
-    def _get(self) -> None:
-        path = self.path.split("?", 1)[0]
-        app = self.server.app
-        if path in STATIC_FILES:
-            name, content_type = STATIC_FILES[path]
-            self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
-        elif path == "/api/status":
-            self._json(self.server.call(app.status))
-        elif match := re.fullmatch(r"/api/source/(\d{1,9})\.jpg", path):
-            if app.source is None:
-                raise AppError("This app was started without --source: the page uses the camera.", HTTPStatus.NOT_FOUND)
-            try:
-                self._send(HTTPStatus.OK, app.source.jpeg(int(match.group(1))), "image/jpeg")
-            except ImageError as err:
-                raise AppError(f"Source frame {int(match.group(1)) + 1} cannot be shown: {err}") from None
-        else:
-            raise AppError(f"No such page: {path}", HTTPStatus.NOT_FOUND)
-
-    def _body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise AppError("Bad Content-Length header.") from None
-        if length < 0:
-            raise AppError("Bad Content-Length header.")
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise AppError(f"The upload is {length / 2**20:.0f} MiB; the limit is {MAX_BODY_BYTES // 2**20} MiB.",
-                           HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        return self.rfile.read(length) if length else b""
-
-    def _post(self) -> None:
-        path = self.path.split("?", 1)[0]
-        app, call = self.server.app, self.server.call
-        body = self._body()
-        arrived = time.perf_counter()
-        if path == "/api/verify":
-            self._json(call(app.verify, body, arrived))
-        elif path == "/api/enroll":
-            parts = parse_multipart(self.headers.get("Content-Type", ""), body)
-            images = [(filename or f"image {i + 1}", data) for i, (_, filename, data) in enumerate(parts) if filename]
-            self._json(call(app.enroll, images))
-        elif path == "/api/lock":
-            self._json(call(app.lock))
-        elif path == "/api/forget":
-            self._json(call(app.forget))
-        else:
-            raise AppError(f"No such action: {path}", HTTPStatus.NOT_FOUND)
-
+# -- serving ----------------------------------------------------------------------------------------
 
 def serve(bundle: Path | None, state_dir: Path, *, port: int = DEFAULT_PORT, source: Path | None = None,
-          model: Path | None = None, lockout_seconds: float = LOCKOUT_SECONDS, signing_key: Path | None = None,
+          model: Path | None = None, lockout_seconds: float = FIRST_LOCK_SECONDS,
+          relock_seconds: float = RELOCK_SECONDS, debug: bool = False, signing_key: Path | None = None,
           reset: bool = False, out=sys.stdout) -> int:
     """Start the app and serve until interrupted (what ``hyperverify app`` runs)."""
+    from hyperverify.sample_app.web import listen, run
+
     state_dir = Path(state_dir)
     frames = FrameSource(source) if source else None
     if bundle is None:
         print(f"building the bundle in {state_dir / 'bundle'} (first start, or the model changed) ...", file=out, flush=True)
-        bundle, built = ensure_bundle(state_dir / "bundle", model)
+        bundle, built = ensure_bundle(state_dir / "bundle", model, signing_key)
         print(f"bundle: {bundle} ({'built' if built else 'up to date'})", file=out, flush=True)
     if reset:
         shutil.rmtree(state_dir / "users", ignore_errors=True)
-    app = UnlockApp(Path(bundle), state_dir, lockout_seconds=lockout_seconds, signing_key=signing_key, source=frames)
-    try:
-        server = Server(app, port)
-    except OSError as err:
-        raise HyperverifyError(f"cannot listen on {HOST}:{port} ({err.strerror}); choose another --port") from None
-    who = f"enrolled: {app.user_id}" if app.verifier is not None else "nobody enrolled yet"
+        shutil.rmtree(state_dir / "lockout", ignore_errors=True)
+    app = UnlockApp(Path(bundle), state_dir, lockout_seconds=lockout_seconds, relock_seconds=relock_seconds,
+                    debug=debug, signing_key=signing_key, source=frames)
+    sock = listen(HOST, port)
+    url = f"http://{HOST}:{sock.getsockname()[1]}/"
+    who = {"not_enrolled": "nobody enrolled yet", "recovery_needed": "locked: recovery needed (PIN)"}.get(
+        app.state(Session("")), f"enrolled: {app.user_id}")
     where = f"frames from {source} ({len(frames)})" if frames else "the browser's camera"
-    print(f"hyperverify app: {server.url}  ({who}; {where}; lockout {app.policy.max_failures} failures / "
-          f"{lockout_seconds:g} s). Ctrl-C stops it.", file=out, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
+    print(f"hyperverify app: {url}  ({who}; {where}; lockout {app.lockout.rules.max_failures} failures / "
+          f"{lockout_seconds:g} s, escalating; re-locks after {relock_seconds:g} s"
+          f"{'; DEBUG: scores shown' if debug else ''}). Ctrl-C stops it.", file=out, flush=True)
+    run(app, sock)
     return 0
 
 
-__all__ = ["UnlockApp", "FrameSource", "Server", "serve", "ensure_bundle", "MESSAGES"]
+__all__ = ["UnlockApp", "Session", "FrameSource", "serve", "ensure_bundle", "app_trust", "MESSAGES", "AppError"]

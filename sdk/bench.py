@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hyperverify.runtime import LockoutPolicy, load, spec
+from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.lockout import NO_LOCKOUT
 
 
 def timed(fn: Callable[[], object], calls: int, repeats: int) -> dict[str, float]:
@@ -53,13 +54,13 @@ def frames_640x480(images: list[Path]) -> list[np.ndarray]:
     return out
 
 
-def peak_memory(bundle: Path, user: Path, images: list[Path]) -> float:
+def peak_memory(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy) -> float:
     """Peak resident memory (MiB) of a fresh process that loads the runtime and verifies frames."""
     code = f"""
 import resource, numpy as np
-from hyperverify.runtime import load
+from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.image_io import read_image
-v = load({str(bundle)!r}, {str(user)!r})
+v = load({str(bundle)!r}, {str(user)!r}, TrustPolicy({trust.public_key!r}, {trust.unsigned_reason!r}))
 for p in {[str(p) for p in images]!r}:
     v.verify(read_image(p), 'rgb')
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -68,10 +69,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def run_bench(bundle: Path, user: Path, images: list[Path], calls: int = 2000, repeats: int = 5,
-              cpp_cli: Path | None = None) -> dict:
+def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, calls: int = 2000,
+              repeats: int = 5, cpp_cli: Path | None = None) -> dict:
+    """``trust``: the policy a device would use (signed: the timings include the signature checks)."""
     torch.set_num_threads(1)
-    verifier = load(bundle, user, policy=LockoutPolicy(max_failures=10**9))  # time decisions, not lockouts
+    verifier = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT))  # time decisions, not lockouts
     crop = FaceAligner()(read_image(images[0]))[0]
     x = spec.to_input(spec.reduce_crop(crop))
     results: dict[str, dict] = {}
@@ -96,16 +98,17 @@ def run_bench(bundle: Path, user: Path, images: list[Path], calls: int = 2000, r
     index = iter(range(10**9))
     results["end_to_end_frame"] = timed(lambda: verifier.verify(frames[next(index) % len(frames)]),
                                         max(20, calls // 20), repeats)
-    results["load_user"] = timed(lambda: load(bundle, user), max(5, calls // 200), repeats)
+    results["load_user"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
     if cpp_cli is not None and cpp_cli.exists():
         raw = bundle.parent / "bench-crop.rgb"
         raw.write_bytes(crop.tobytes())
-        out = subprocess.run([str(cpp_cli), str(bundle / "verifier-xnnpack.pte"), str(user), str(raw),
-                              "--bench", str(calls)], capture_output=True, text=True)
+        policy = ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
+        out = subprocess.run([str(cpp_cli), str(bundle), str(user), str(raw), *policy, "--bench", str(calls)],
+                             capture_output=True, text=True)
         results["f_cpp_cli_raw"] = {"output": out.stdout.strip() or out.stderr.strip()}
     ratio = results["sface_embedding"]["median_us"] / results["f_executorch_python"]["median_us"]
     return {"results": results, "sface_over_f_executorch": ratio,
-            "peak_memory_mib": peak_memory(bundle, user, images[:20]), "threads": 1,
+            "peak_memory_mib": peak_memory(bundle, user, images[:20], trust), "threads": 1,
             "maxrss_this_process_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from hyperverify.runtime.errors import HyperverifyError
+from hyperverify.sdk.quiet import silence_third_party
 
 EPILOG = """\
 typical session:
@@ -19,7 +20,15 @@ typical session:
   hyperverify evaluate                                   # SFace baseline on LFW View 2
   hyperverify train --out runs/default                   # hypernetwork on celeba940 + LFW folds 0-4
   hyperverify evaluate --scorer hyper --model runs/default/model.pt --model runs/other/model.pt
-  hyperverify enroll me1.jpg me2.jpg --out me.hvu        # a user's weights file
+  hyperverify build-sdk --out build/sdk                  # signed bundle + build/sdk.public-key.pem
+  hyperverify export-user me1.jpg --bundle build/sdk --out users/   # signed user files
+  hyperverify verify probe.jpg --bundle build/sdk --user users/owner.hvu
+
+signing: build-sdk, export-user and enroll sign with the backend's Ed25519 key, by default
+  $XDG_CONFIG_HOME/hyperverify/signing-key.pem (~/.config/hyperverify/signing-key.pem; made with
+  mode 0600 on first use, never inside the repository or the bundle). Devices trust only the
+  public key the app passes to the runtime (build-sdk writes it beside the bundle as
+  <bundle>.public-key.pem); a bundle cannot change it.
 
 environment:
   HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data)
@@ -81,7 +90,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="how a pair is scored (sface-cosine is the backbone baseline)")
     p.add_argument("--model", type=Path, action="append",
                    help="trained model(s) for --scorer hyper; each scores only the folds it never trained on")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON, markdown and ROC PNG")
+    p.add_argument("--out", type=Path, default=Path("out/evaluate"),
+                   help="folder for the JSON, markdown and ROC PNG (the committed figures: --out reports)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for preparation")
 
 
@@ -175,7 +185,11 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user-id", default="owner", help="stored in the file, shown by the runtime")
     p.add_argument("--model", type=Path, help="trained model (default: the committed default model)")
     p.add_argument("--fp32", action="store_true", help="store theta as float32 instead of float16")
-    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign the file with")
+    p.add_argument("--signing-key", type=Path,
+                   help="Ed25519 private key (PEM) to sign the file with; default "
+                        "$XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
+    p.add_argument("--unsigned", action="store_true",
+                   help="write an unsigned file (only runtimes opted out with TrustPolicy.allow_unsigned load it)")
 
 
 @command("enroll", _enroll_args)
@@ -183,45 +197,44 @@ def _enroll(args: argparse.Namespace) -> int:
     """Generate a user's personal verifier from face photo(s) and write their weights file."""
     from hyperverify.runtime.user_file import write_user_file
     from hyperverify.sdk.enroll import enroll, load_default
-    from hyperverify.sdk.signing import load_private_key
+    from hyperverify.sdk.signing import load_or_create_key
 
+    if not args.out.parent.is_dir():
+        raise HyperverifyError(f"{args.out.parent}: no such folder for --out (create it first)")
+    if args.unsigned and args.signing_key:
+        raise HyperverifyError("--unsigned and --signing-key contradict each other")
     model, extra = load_default(args.model)
     weights = enroll(args.images, model, extra, user_id=args.user_id, dtype="float32" if args.fp32 else "float16")
-    key = load_private_key(args.signing_key) if args.signing_key else None
+    key, key_path = (None, None) if args.unsigned else load_or_create_key(args.signing_key)[:2]
     write_user_file(args.out, weights, key)
     print(f"{args.out}: {weights.theta.size} values ({weights.dtype}), threshold {weights.threshold:.3f}, "
-          f"model {weights.model_version}{', signed' if key else ''}")
+          f"model {weights.model_version}, {f'signed with {key_path}' if key else 'UNSIGNED'}")
     return 0
 
 
 def _build_sdk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="trained model (default: the committed default model)")
-    p.add_argument("--out", type=Path, default=Path("build/sdk"), help="bundle folder (replaced atomically)")
+    p.add_argument("--out", type=Path, default=Path("build/sdk"),
+                   help="bundle folder (replaced atomically); its public key is written beside it as "
+                        "OUT.public-key.pem")
     p.add_argument("--signing-key", type=Path,
-                   help="Ed25519 private key (PEM) whose public half devices will require on user files; "
-                        "created (mode 0600) if the path does not exist. Without it the bundle accepts unsigned files")
+                   help="the backend's Ed25519 private key (PEM) that signs the manifest and, later, user files; "
+                        "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML package")
 
 
 @command("build-sdk", _build_sdk_args)
 def _build_sdk(args: argparse.Namespace) -> int:
-    """Build the SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
-    from hyperverify.converters.bundle import build_bundle
-    from hyperverify.sdk.enroll import DEFAULT_MODEL, load_default
-    from hyperverify.sdk.export_user import bundle_inputs
-    from hyperverify.sdk.signing import load_private_key, new_private_key, public_raw
+    """Build the signed SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
+    from hyperverify.sdk.export_user import build_signed_bundle
+    from hyperverify.sdk.signing import public_key_path, public_raw
 
-    model_path = args.model or DEFAULT_MODEL
-    model, extra = load_default(model_path)
-    public = b""
-    if args.signing_key:
-        key = load_private_key(args.signing_key) if args.signing_key.exists() else new_private_key(args.signing_key)
-        public = public_raw(key)
-    manifest = build_bundle(bundle_inputs(model, extra, model_path.read_bytes(), public, not args.no_coreml), args.out)
+    manifest, key, key_path = build_signed_bundle(args.out, args.model, args.signing_key, not args.no_coreml)
     total = sum((args.out / f).stat().st_size for f in manifest.files)
     print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
-          f"threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}); "
-          f"{'signed user files required' if public else 'unsigned user files accepted'}")
+          f"calibrated threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}), a floor for every user\n"
+          f"signed with {key_path}; the app's trust anchor: {public_key_path(args.out)} "
+          f"(hex {public_raw(key).hex()})")
     return 0
 
 
@@ -229,8 +242,10 @@ def _export_user_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="one or more photos of the user")
     p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
     p.add_argument("--out", type=Path, required=True, help="folder for the user's files")
-    p.add_argument("--user-id", default="owner")
-    p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) matching the bundle's public key")
+    p.add_argument("--user-id", default="owner", help="stored in the user's files, shown by the runtime")
+    p.add_argument("--signing-key", type=Path,
+                   help="the Ed25519 private key (PEM) the bundle was built with; "
+                        "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem")
     p.add_argument("--no-coreml", action="store_true", help="only the .hvu weights files")
 
 
@@ -250,26 +265,62 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="photos or camera frames to verify")
     p.add_argument("--bundle", type=Path, default=Path("build/sdk"), help="bundle from build-sdk")
     p.add_argument("--user", type=Path, required=True, help="the user's .hvu weights file")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (per-image results and the summary) instead of lines")
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument("--public-key", type=Path,
+                       help="the trust anchor: the backend's public key (PEM or 64 hex digits); "
+                            "default BUNDLE.public-key.pem as build-sdk writes it")
+    trust.add_argument("--allow-unsigned", metavar="REASON",
+                       help="accept an unsigned manifest and user file (anyone who can write them decides "
+                            "who is accepted); say why")
 
 
 @command("verify", _verify_args)
 def _verify(args: argparse.Namespace) -> int:
-    """Run the on-device runtime on images: one line per image with the decision, reason and score.
+    """Run the on-device runtime on images: one line per image with the decision, reason and score,
+    then a summary (accepted / rejected / no decision, with the reasons).
 
-    Each image is judged on its own: the lockout, which guards a live camera, is not applied here.
-    Exit status 0 when at least one image was accepted, 1 otherwise.
+    Each image is judged on its own: the lockout, which guards a live camera, is not applied here,
+    and an unreadable image or one without a face is reported and the next image is still judged.
+    Exit status: 0 when at least one image was accepted, 1 when none was, 2 when the bundle or the
+    user file cannot be used (nothing was judged).
     """
-    from hyperverify.runtime import LockoutPolicy, load
-    from hyperverify.runtime.image_io import read_image
+    import json
 
-    verifier = load(args.bundle, args.user, policy=LockoutPolicy(max_failures=len(args.images) + 1))
-    accepted = 0
+    from hyperverify.runtime import Lockout, TrustPolicy, load
+    from hyperverify.runtime.image_io import read_image
+    from hyperverify.runtime.lockout import NO_LOCKOUT
+    from hyperverify.sdk.signing import public_key_path
+
+    if args.allow_unsigned is not None:
+        trust = TrustPolicy.allow_unsigned(args.allow_unsigned)
+    else:
+        trust = TrustPolicy.from_public_key_file(args.public_key or public_key_path(args.bundle))
+    verifier = load(args.bundle, args.user, trust, lockout=Lockout(rules=NO_LOCKOUT))
+    results = []
     for path in args.images:
-        result = verifier.verify(read_image(path), color_order="rgb")
-        accepted += result.accepted
-        score = "" if result.score is None else f" score={result.score:+.3f}"
-        print(f"{path}: {result.reason}{score}")
-    return 0 if accepted else 1
+        try:
+            result = verifier.verify(read_image(path), color_order="rgb")
+            entry = {"image": str(path), "decision": "accepted" if result.accepted else
+                     "rejected" if result.reason == "rejected" else "no decision",
+                     "reason": result.reason, "score": result.score}
+        except HyperverifyError as err:
+            entry = {"image": str(path), "decision": "no decision", "reason": "unreadable", "detail": str(err)}
+        results.append(entry)
+        if not args.json:
+            score = "" if entry.get("score") is None else f" score={entry['score']:+.3f}"
+            detail = f" ({entry['detail']})" if "detail" in entry else ""
+            print(f"{path}: {entry['reason']}{score}{detail}")
+    counts = {d: sum(r["decision"] == d for r in results) for d in ("accepted", "rejected", "no decision")}
+    reasons = sorted({r["reason"] for r in results if r["decision"] == "no decision"})
+    if args.json:
+        print(json.dumps({"results": results, "summary": {**counts, "no_decision_reasons": reasons}}, indent=2))
+    else:
+        why = f" ({', '.join(reasons)})" if reasons else ""
+        print(f"{len(results)} images: {counts['accepted']} accepted, {counts['rejected']} rejected, "
+              f"{counts['no decision']} no decision{why}")
+    return 0 if counts["accepted"] else 1
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -280,26 +331,35 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp-runtime/hyperverify_cli"),
                    help="the C++ runtime's CLI, timed too when it exists")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
+    p.add_argument("--signing-key", type=Path,
+                   help="the key the bundle was built with (signs the benchmark user; the device side checks "
+                        "both signatures as an app would); default $XDG_CONFIG_HOME/hyperverify/signing-key.pem")
 
 
 @command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     """Time f (eager, ExecuTorch, C++), the SFace alternative, a 640x480 frame end to end, loading, memory."""
+    from hyperverify.runtime import TrustPolicy
     from hyperverify.runtime.user_file import write_user_file
     from hyperverify.sdk.bench import markdown, run_bench, write
     from hyperverify.sdk.datasets import data_root
     from hyperverify.sdk.enroll import enroll, load_default
+    from hyperverify.sdk.signing import default_key_path, load_private_key, public_raw
 
     person = data_root() / "lfw" / "images" / "George_W_Bush"
     images = sorted(person.glob("*.jpg"))
     if len(images) < 41:
         raise HyperverifyError(f"{person}: LFW images needed for the benchmark frames")
+    if not (args.bundle / "manifest.json").is_file():
+        raise HyperverifyError(f"{args.bundle}: no SDK bundle here; run `hyperverify build-sdk --out {args.bundle}` first")
+    key = load_private_key(args.signing_key or default_key_path())
     user = args.user
     if user is None:
         model, extra = load_default(args.bundle / "server" / "enrollment-model.pt")
         user = args.bundle.parent / "bench-user.hvu"
-        write_user_file(user, enroll(images[:1], model, extra, user_id="bench"))
-    report = run_bench(args.bundle, user, images[1:41], args.calls, args.repeats, args.cpp_cli)
+        write_user_file(user, enroll(images[:1], model, extra, user_id="bench"), key)
+    report = run_bench(args.bundle, user, images[1:41], TrustPolicy.signed(public_raw(key)), args.calls,
+                       args.repeats, args.cpp_cli)
     write(report, args.out)
     print(markdown(report))
     return 0
@@ -317,11 +377,17 @@ def _app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", type=Path,
                    help="no camera: play this folder of images (sorted by name) or .y4m video on the page instead")
     p.add_argument("--state-dir", type=Path, default=Path.home() / ".local" / "state" / "hyperverify" / "app",
-                   help="where the bundle and the enrolled user's .hvu file are kept")
+                   help="where the bundle, the enrolled user's .hvu file, its PIN hash and its lockout state are kept")
     p.add_argument("--lockout-seconds", type=float, default=30.0,
-                   help="how long 5 failed attempts in a row lock the screen")
+                   help="how long 5 failed attempts in a row lock the screen; each further failure doubles it "
+                        "(at most 1 h); after 20 failures only the PIN unlocks")
+    p.add_argument("--relock-seconds", type=float, default=60.0,
+                   help="an unlocked page locks again by itself after this long")
+    p.add_argument("--debug", action="store_true",
+                   help="show scores and the threshold on the page and in answers (off by default: they help an attacker)")
     p.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) when the bundle requires signed user files")
-    p.add_argument("--reset", action="store_true", help="forget the enrolled user before starting")
+    p.add_argument("--reset", action="store_true",
+                   help="forget the enrolled user, its PIN and its lockout before starting (the way back when the PIN is lost)")
 
 
 @command("app", _app_args)
@@ -329,10 +395,24 @@ def _app(args: argparse.Namespace) -> int:
     """Run the unlock-screen prototype: a local web page with camera, enrollment and lock screen."""
     from hyperverify.sample_app.server import serve
 
-    if args.lockout_seconds <= 0:
-        raise HyperverifyError("--lockout-seconds must be positive")
+    if not 0 < args.lockout_seconds <= 3600:
+        raise HyperverifyError("--lockout-seconds must be in (0, 3600]")
+    if args.relock_seconds <= 0:
+        raise HyperverifyError("--relock-seconds must be positive")
     return serve(args.bundle, args.state_dir, port=args.port, source=args.source, model=args.model,
-                 lockout_seconds=args.lockout_seconds, signing_key=args.signing_key, reset=args.reset)
+                 lockout_seconds=args.lockout_seconds, relock_seconds=args.relock_seconds, debug=args.debug,
+                 signing_key=args.signing_key, reset=args.reset)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it tells something: not for unset (None) or off (False) options,
+    nor where the help text already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,13 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (setup, run) in _COMMANDS.items():
         doc = (run.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         setup(p)
         p.set_defaults(run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    silence_third_party()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

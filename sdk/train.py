@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import atomic_open
+from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig, save_model
 from hyperverify.sdk.sampling import BatchSampler, TrainSet, identity_clusters
 
@@ -190,6 +191,19 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A training checkpoint, read with ``weights_only=True``: tensors, numbers, strings, lists and
+    dicts only, so a planted file cannot run code; anything else is a HyperverifyError."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError for forbidden globals, RuntimeError for a bad archive
+        raise HyperverifyError(f"{path}: not a loadable training checkpoint ({type(err).__name__}); "
+                               "delete it to start over") from None
+    if not isinstance(state, dict):
+        raise HyperverifyError(f"{path}: not a training checkpoint")
+    return state
+
+
 def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_dir: Path,
           monitor: Callable[[HyperModel], dict[str, float]] | None = None, progress: bool = True,
           extra: dict | None = None, initial_state: dict[str, torch.Tensor] | None = None) -> tuple[HyperModel, list[dict]]:
@@ -213,8 +227,8 @@ def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_di
     start, history = 0, []
     config_dict = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] == config_dict:
+        state = load_checkpoint(checkpoint, device)
+        if state.get("config") == config_dict:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start, history = state["step"], state["history"]

@@ -1,5 +1,6 @@
 """The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits, real LFW pairs."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -26,6 +27,26 @@ def test_help_teaches() -> None:
     result = run("--help")
     assert result.returncode == 0 and "prepare" in result.stdout and "HYPERVERIFY_DATA" in result.stdout
     assert "lfw-view2" in run("evaluate", "--help").stdout
+
+
+def test_help_shows_only_defaults_that_tell_something() -> None:
+    """No '(default: None)' or '(default: False)', and never the default twice on one option."""
+    from hyperverify.sdk.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        text = " ".join(command.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        assert "default model) (default" not in text, name
+    enroll_help = " ".join(sub.choices["enroll"].format_help().split())
+    assert "(default: owner)" in enroll_help
+
+
+def test_enroll_refuses_a_missing_output_folder(tmp_path: Path, lfw: Path) -> None:
+    image = lfw / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"
+    assert_clean_error(run("enroll", str(image), "--out", str(tmp_path / "no" / "u.hvu")), "no such folder")
+    assert not (tmp_path / "no").exists()
 
 
 def test_missing_and_empty_folders(tmp_path: Path) -> None:
@@ -84,3 +105,24 @@ def test_hyper_scorer_refuses_folds_its_model_trained_on(mini_lfw: Path, tmp_pat
     result = run("evaluate", "--data", str(mini_lfw), "--scorer", "hyper", "--model", str(DEFAULT_MODEL),
                  "--out", str(tmp_path / "r"), "--workers", "1")
     assert_clean_error(result, "no model was held out from fold(s) [0, 1]")
+
+
+def test_verify_judges_every_image_and_summarises(lfw: Path, tmp_path: Path) -> None:
+    """`verify good bad good`: the unreadable middle file is reported, the third image is still judged."""
+    bundle, user = tmp_path / "sdk", tmp_path / "owner.hvu"
+    assert run("build-sdk", "--out", str(bundle), "--no-coreml").returncode == 0
+    person = lfw / "images" / "Aaron_Peirsol"
+    assert run("enroll", str(person / "Aaron_Peirsol_0001.jpg"), "--out", str(user)).returncode == 0
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    images = [str(person / "Aaron_Peirsol_0002.jpg"), str(bad), str(lfw / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")]
+    result = run("verify", "--bundle", str(bundle), "--user", str(user), *images)
+    lines = result.stdout.splitlines()
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr
+    assert [line.split(":")[0] for line in lines[:3]] == images
+    assert "unreadable" in lines[1] and lines[2].split(": ")[1].split()[0] in ("accepted", "rejected")
+    assert lines[3].startswith("3 images:") and "1 no decision (unreadable)" in lines[3]
+    report = json.loads(run("verify", "--json", "--bundle", str(bundle), "--user", str(user), *images).stdout)
+    assert [r["decision"] for r in report["results"]][1] == "no decision"
+    assert report["summary"]["no decision"] == 1
+    assert report["summary"]["accepted"] + report["summary"]["rejected"] == 2

@@ -10,7 +10,8 @@ against the Python reference on the same program, user files and crops.
   C++ CLI with the same reason tag (or accepted by both);
 - bad programs and bad inputs give a status, never a crash.
 
-The build is required: a missing cmake or compiler fails these tests, it does not skip them.
+A missing cmake, compiler or OpenSSL headers skips these tests with the install line, except under
+CI=true, where it fails them.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ import torch
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hyperverify.converters.bundle import write_signed_manifest
 from hyperverify.converters.executorch_export import to_program_bytes
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten, verifier_forward
 from hyperverify.runtime import spec
 from hyperverify.runtime import user_file as uf
+from hyperverify.runtime.manifest import Manifest, sha256_bytes
 from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
-from tests.conftest import lfw_image
+from tests.conftest import cpp_toolchain_ready, lfw_image, require_system
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "runtime" / "cpp"
@@ -67,9 +70,8 @@ make_vectors = _load_vectors_module()
 @pytest.fixture(scope="module")
 def build() -> Path:
     """Configure and build runtime/cpp once per session (incremental in build/cpp-runtime)."""
+    require_system(cpp_toolchain_ready(), "the C++ toolchain (cmake, g++, OpenSSL headers)")
     cmake = shutil.which("cmake")
-    assert cmake, "cmake is required to build runtime/cpp (apt-get install cmake)"
-    assert shutil.which("c++") or shutil.which("g++"), "a C++ compiler is required (apt-get install g++)"
     import executorch
 
     package = Path(list(executorch.__path__)[0])
@@ -100,7 +102,26 @@ def program(model: HyperModel, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def signing_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()  # a test key, made here, never stored
+    return make_vectors.KEY  # the vectors' test key: it signs the test bundle and the signed users
+
+
+def _make_bundle(folder: Path, program_bytes: bytes, key: Ed25519PrivateKey = make_vectors.KEY,
+                 threshold: float = -1.0, **changes) -> Path:
+    """A minimal signed bundle: the program and its manifest (threshold = the floor)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "verifier-xnnpack.pte").write_bytes(program_bytes)
+    fields = dict(model_version=make_vectors.MODEL_VERSION, layout_hash=make_vectors.LAYOUT,
+                  generated=list(GENERATED), threshold=threshold, target_far=1e-3,
+                  files={"verifier-xnnpack.pte": sha256_bytes(program_bytes)},
+                  programs={"executorch-xnnpack": "verifier-xnnpack.pte"})
+    write_signed_manifest(folder, Manifest(**{**fields, **changes}), key)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundle(program: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test program in a bundle signed with the vectors' key; its floor (-1) is below every user's threshold."""
+    return _make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", program.read_bytes())
 
 
 def _public_hex(key: Ed25519PrivateKey) -> str:
@@ -154,8 +175,13 @@ def lfw_crops(lfw: Path) -> dict[str, np.ndarray]:
 # helpers
 
 
-def _cli(build: Path, program: Path, user: Path, crop: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(build / "hyperverify_cli"), str(program), str(user), str(crop), *args],
+OPT_OUT = ("--allow-unsigned",)  # the named opt-out: these tests' users are mostly unsigned
+
+
+def _cli(build: Path, bundle: Path, user: Path, crop: Path, *args: str,
+         policy: tuple[str, ...] = OPT_OUT) -> subprocess.CompletedProcess:
+    """The CLI on a bundle; ``policy``: the trust arguments (``--pubkey HEX``, the opt-out, or none)."""
+    done = subprocess.run([str(build / "hyperverify_cli"), str(bundle), str(user), str(crop), *policy, *args],
                           capture_output=True, text=True, errors="replace", timeout=120)
     assert done.returncode >= 0, f"the CLI died on signal {-done.returncode}:\n{done.stderr[-2000:]}"
     return done
@@ -207,19 +233,20 @@ def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Pa
                              capture_output=True, text=True, check=True).stdout
     functions = sorted(line.split()[-1] for line in symbols.splitlines() if line.split()[1] == "T")
     assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
-                                "hv_threshold", "hv_close", "hv_status_string"])
+                                "hv_threshold", "hv_close", "hv_status_string", "hv_lockout_attach",
+                                "hv_lockout_status", "hv_lockout_pin_verified"])
 
 
 # ---------------------------------------------------------------------------------------------
 # preprocessing and scores against the Python reference
 
 
-def _check_preprocessing(build, program, users, crops, tmp_path) -> list[str]:
+def _check_preprocessing(build, bundle, users, crops, tmp_path) -> list[str]:
     notes = []
     for name, crop in crops.items():
         raw = _write_crop(tmp_path, name, crop)
         dumped = tmp_path / f"{name}.f32"
-        _score(_cli(build, program, users[0]["path"], raw, "--dump-input", str(dumped)))
+        _score(_cli(build, bundle, users[0]["path"], raw, "--dump-input", str(dumped)))
         got = np.fromfile(dumped, np.float32).reshape(1, 3, 64, 64)
         expected = spec.to_input(spec.reduce_crop(crop))
         diff = np.abs(got - expected)
@@ -231,22 +258,22 @@ def _check_preprocessing(build, program, users, crops, tmp_path) -> list[str]:
     return notes
 
 
-def test_area_resize_matches_cv2_on_synthetic_crops(build, program, users, tmp_path) -> None:
-    print("; ".join(_check_preprocessing(build, program, users, _synthetic_crops(), tmp_path)))
+def test_area_resize_matches_cv2_on_synthetic_crops(build, bundle, users, tmp_path) -> None:
+    print("; ".join(_check_preprocessing(build, bundle, users, _synthetic_crops(), tmp_path)))
 
 
-def test_area_resize_matches_cv2_on_lfw_crops(build, program, users, lfw_crops, tmp_path) -> None:
-    print("; ".join(_check_preprocessing(build, program, users, lfw_crops, tmp_path)))
+def test_area_resize_matches_cv2_on_lfw_crops(build, bundle, users, lfw_crops, tmp_path) -> None:
+    print("; ".join(_check_preprocessing(build, bundle, users, lfw_crops, tmp_path)))
 
 
-def _check_scores(build, program, users, model, crops, tmp_path, signing_key) -> float:
+def _check_scores(build, bundle, users, model, crops, tmp_path, signing_key) -> float:
     worst = 0.0
     raws = {name: _write_crop(tmp_path, name, crop) for name, crop in crops.items()}
     for user in users:
         weights = uf.read_user_file(user["path"])  # fp16 -> fp32 exactly as the C++ reader does
-        args = ["--pubkey", _public_hex(signing_key), "--require-signature"] if user["signed"] else []
+        policy = ("--pubkey", _public_hex(signing_key)) if user["signed"] else OPT_OUT
         for name, crop in crops.items():
-            logit, accepted = _score(_cli(build, program, user["path"], raws[name], *args))
+            logit, accepted = _score(_cli(build, bundle, user["path"], raws[name], policy=policy))
             expected = _eager_logit(model, weights.theta, crop)
             worst = max(worst, abs(logit - expected))
             assert abs(logit - expected) <= SCORE_ATOL, (
@@ -257,21 +284,21 @@ def _check_scores(build, program, users, model, crops, tmp_path, signing_key) ->
     return worst
 
 
-def test_scores_match_eager_torch_on_synthetic_crops(build, program, users, model, tmp_path, signing_key) -> None:
-    worst = _check_scores(build, program, users, model, _synthetic_crops(), tmp_path, signing_key)
+def test_scores_match_eager_torch_on_synthetic_crops(build, bundle, users, model, tmp_path, signing_key) -> None:
+    worst = _check_scores(build, bundle, users, model, _synthetic_crops(), tmp_path, signing_key)
     print(f"max |C++ - eager| on synthetic crops: {worst:.3e} (tolerance {SCORE_ATOL})")
 
 
-def test_scores_match_eager_torch_on_lfw_crops(build, program, users, model, lfw_crops, tmp_path,
+def test_scores_match_eager_torch_on_lfw_crops(build, bundle, users, model, lfw_crops, tmp_path,
                                                signing_key) -> None:
-    worst = _check_scores(build, program, users, model, lfw_crops, tmp_path, signing_key)
+    worst = _check_scores(build, bundle, users, model, lfw_crops, tmp_path, signing_key)
     print(f"max |C++ - eager| on LFW crops: {worst:.3e} (tolerance {SCORE_ATOL})")
 
 
-def test_a_64px_crop_is_used_as_is(build, program, users, tmp_path) -> None:
+def test_a_64px_crop_is_used_as_is(build, bundle, users, tmp_path) -> None:
     crop = _synthetic_crops()["noise"]
-    full = _score(_cli(build, program, users[2]["path"], _write_crop(tmp_path, "full", crop)))
-    small = _score(_cli(build, program, users[2]["path"], _write_crop(tmp_path, "small", spec.reduce_crop(crop))))
+    full = _score(_cli(build, bundle, users[2]["path"], _write_crop(tmp_path, "full", crop)))
+    small = _score(_cli(build, bundle, users[2]["path"], _write_crop(tmp_path, "small", spec.reduce_crop(crop))))
     assert full == small
 
 
@@ -304,16 +331,23 @@ def _python_reason(data: bytes, entry: dict, manifest: dict, program_checks: boo
     return "ok"
 
 
-def test_vectors_get_the_same_reason_from_python_and_cpp(build, program, tmp_path) -> None:
+def _policy(entry: dict, manifest: dict) -> tuple[str, ...]:
+    """The C API's policy for a vector's checks: a key (signatures required), the named opt-out, or
+    neither (hv_open then refuses: "signature", as decode does for a required signature without a key)."""
+    if entry["public_key"]:
+        assert entry["require_signature"], "a key always requires signatures"
+        return ("--pubkey", manifest["public_key"])
+    return () if entry["require_signature"] else OPT_OUT
+
+
+def test_vectors_get_the_same_reason_from_python_and_cpp(build, bundle, tmp_path) -> None:
     manifest = json.loads((VECTORS / "vectors.json").read_text())
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["ramps"])
     assert len(manifest["vectors"]) >= 20
     for entry in manifest["vectors"]:
         path = VECTORS / entry["file"]
-        args = (["--pubkey", manifest["public_key"]] if entry["public_key"] else []) + (
-            ["--require-signature"] if entry["require_signature"] else [])
         python = _python_reason(path.read_bytes(), entry, manifest)
-        cpp = _reason(_cli(build, program, path, crop, *args))
+        cpp = _reason(_cli(build, bundle, path, crop, policy=_policy(entry, manifest)))
         assert (python, cpp) == (entry["reason"], entry["reason"]), entry["file"]
 
 
@@ -343,7 +377,7 @@ def _mutations(seed: int, count: int) -> list[tuple[str, bytes, bool]]:
     return out
 
 
-def test_randomly_damaged_files_get_the_same_reason_from_python_and_cpp(build, program, tmp_path) -> None:
+def test_randomly_damaged_files_get_the_same_reason_from_python_and_cpp(build, bundle, tmp_path) -> None:
     manifest = json.loads((VECTORS / "vectors.json").read_text())
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["ramps"])
     seen = set()
@@ -351,23 +385,25 @@ def test_randomly_damaged_files_get_the_same_reason_from_python_and_cpp(build, p
         path = tmp_path / f"{name}.hvu"
         path.write_bytes(blob)
         entry = {"public_key": signed, "require_signature": signed}
-        args = ["--pubkey", manifest["public_key"], "--require-signature"] if signed else []
         python = _python_reason(blob, entry, manifest, program_checks=True)
-        cpp = _reason(_cli(build, program, path, crop, *args))
+        cpp = _reason(_cli(build, bundle, path, crop, policy=_policy(entry, manifest)))
         assert cpp == python, f"{name}: Python says {python}, C++ says {cpp}"
         seen.add(python)
     print(f"reasons reached by the damaged files: {sorted(seen)}")
     assert len(seen) >= 5
 
 
-def test_signed_file_needs_the_right_key(build, program, users, tmp_path) -> None:
+def test_signed_file_needs_the_right_key(build, bundle, users, tmp_path) -> None:
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
     signed = next(u["path"] for u in users if u["signed"])
     other = _public_hex(Ed25519PrivateKey.generate())
-    assert _reason(_cli(build, program, signed, crop, "--pubkey", other)) == "signature"
-    assert _reason(_cli(build, program, signed, crop, "--require-signature")) == "signature"
+    assert _reason(_cli(build, bundle, signed, crop, policy=("--pubkey", other))) == "signature"
+    assert _reason(_cli(build, bundle, signed, crop, policy=())) == "signature"
     unsigned = next(u["path"] for u in users if not u["signed"])
-    assert _reason(_cli(build, program, unsigned, crop, "--pubkey", other, "--require-signature")) == "signature"
+    assert _reason(_cli(build, bundle, unsigned, crop, policy=("--pubkey", other))) == "signature"
+    mine = ("--pubkey", _public_hex(make_vectors.KEY))
+    assert _reason(_cli(build, bundle, signed, crop, policy=mine)) == "ok"
+    assert _reason(_cli(build, bundle, unsigned, crop, policy=mine)) == "signature"
 
 
 def _rewrite(path: Path, out: Path, **changes) -> Path:
@@ -379,25 +415,25 @@ def _rewrite(path: Path, out: Path, **changes) -> Path:
     return out
 
 
-def test_weights_of_another_model_version_are_refused(build, program, users, tmp_path) -> None:
+def test_weights_of_another_model_version_are_refused(build, bundle, users, tmp_path) -> None:
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
     other = _rewrite(users[1]["path"], tmp_path / "other_model.hvu", model_version="fedcba9876543210")
     uf.read_user_file(other, expected_layout=make_vectors.LAYOUT)  # the file itself is fine
-    assert _reason(_cli(build, program, other, crop)) == "model_version"
+    assert _reason(_cli(build, bundle, other, crop)) == "model_version"
 
 
-def test_a_theta_of_the_wrong_size_for_the_program_is_refused(build, program, users, tmp_path) -> None:
+def test_a_theta_of_the_wrong_size_for_the_program_is_refused(build, bundle, users, tmp_path) -> None:
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
     theta = uf.read_user_file(users[1]["path"]).theta
     short = _rewrite(users[1]["path"], tmp_path / "short.hvu", theta=theta[:-1])
-    assert _reason(_cli(build, program, short, crop)) == "layout"
+    assert _reason(_cli(build, bundle, short, crop)) == "layout"
 
 
-def test_missing_files_are_io_errors(build, program, users, tmp_path) -> None:
+def test_missing_files_are_io_errors(build, bundle, users, tmp_path) -> None:
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
-    assert _reason(_cli(build, program, tmp_path / "absent.hvu", crop)) == "io"
-    assert _reason(_cli(build, tmp_path / "absent.pte", users[0]["path"], crop)) == "io"
-    assert _reason(_cli(build, program, users[0]["path"], tmp_path / "absent.raw")) == "io"
+    assert _reason(_cli(build, bundle, tmp_path / "absent.hvu", crop)) == "io"
+    assert _reason(_cli(build, tmp_path / "absent-bundle", users[0]["path"], crop)) == "io"
+    assert _reason(_cli(build, bundle, users[0]["path"], tmp_path / "absent.raw")) == "io"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,18 +453,17 @@ def test_corrupted_programs_give_status_program(build, program, users, tmp_path)
         "text": b"this is not a program\n" * 100,
     }
     for name, blob in broken.items():
-        path = tmp_path / f"{name}.pte"
-        path.write_bytes(blob)
-        assert _reason(_cli(build, path, users[0]["path"], crop)) == "program", name
+        folder = _make_bundle(tmp_path / name, blob)  # listed with its own checksum: the loader must refuse it
+        assert _reason(_cli(build, folder, users[1]["path"], crop)) == "program", name
 
 
-def test_wrong_crop_shapes_are_bad_input(build, program, users, tmp_path) -> None:
+def test_wrong_crop_shapes_are_bad_input(build, bundle, users, tmp_path) -> None:
     user = users[2]["path"]
     rgba = _write_crop(tmp_path, "rgba", np.zeros((112, 112, 4), np.uint8))
     odd = _write_crop(tmp_path, "odd", np.zeros((100, 100, 3), np.uint8))
-    assert _reason(_cli(build, program, user, rgba, "--shape", "112,112,4")) == "bad_input"
-    assert _reason(_cli(build, program, user, odd, "--shape", "100,100,3")) == "bad_input"
-    assert _reason(_cli(build, program, user, odd)) == "bad_input"  # size fits no crop
+    assert _reason(_cli(build, bundle, user, rgba, "--shape", "112,112,4")) == "bad_input"
+    assert _reason(_cli(build, bundle, user, odd, "--shape", "100,100,3")) == "bad_input"
+    assert _reason(_cli(build, bundle, user, odd)) == "bad_input"  # size fits no crop
 
 
 C_API_SCRIPT = r"""
@@ -438,21 +473,27 @@ lib.hv_status_string.restype = ctypes.c_char_p
 lib.hv_threshold.restype = ctypes.c_float
 lib.hv_threshold.argtypes = [ctypes.c_void_p]
 lib.hv_close.argtypes = [ctypes.c_void_p]
-lib.hv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+lib.hv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint,
                         ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
 lib.hv_score_crop.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                               ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int)]
-names = [lib.hv_status_string(i).decode() for i in range(16)]
+names = [lib.hv_status_string(i).decode() for i in range(19)]
 handle = ctypes.c_void_p()
 err = ctypes.create_string_buffer(256)
 opened = lib.hv_open(None, None, None, 0, ctypes.byref(handle), err, 256)
-status = lib.hv_open(sys.argv[2].encode(), sys.argv[3].encode(), None, 0, ctypes.byref(handle), err, 256)
+bundle, user, key = sys.argv[2].encode(), sys.argv[3].encode(), bytes.fromhex(sys.argv[4])
+no_key = lib.hv_open(bundle, user, None, 0, ctypes.byref(handle), err, 256)
+no_key_message = err.value.decode()
+both = lib.hv_open(bundle, user, key, 1, ctypes.byref(handle), err, 256)
+bad_flags = lib.hv_open(bundle, user, None, 3, ctypes.byref(handle), err, 256)
+status = lib.hv_open(bundle, user, None, 1, ctypes.byref(handle), err, 256)  # HV_ALLOW_UNSIGNED
 assert status == 0, err.value
 logit, accepted = ctypes.c_float(), ctypes.c_int()
 crop = bytes(112 * 112 * 3)
 results = {
     "names": names,
     "open_null": opened,
+    "no_key": no_key, "no_key_message": no_key_message, "both": both, "bad_flags": bad_flags,
     "ok": lib.hv_score_crop(handle, crop, 112, 112, 3, ctypes.byref(logit), ctypes.byref(accepted)),
     "null_crop": lib.hv_score_crop(handle, None, 112, 112, 3, ctypes.byref(logit), None),
     "null_handle": lib.hv_score_crop(None, crop, 112, 112, 3, ctypes.byref(logit), None),
@@ -467,26 +508,31 @@ print(repr(results))
 """
 
 
-def test_c_api_refuses_bad_arguments(build, program, users) -> None:
+def test_c_api_refuses_bad_arguments(build, bundle, users) -> None:
     """Through ctypes, as Swift or JNI would call it (in a process without torch)."""
-    done = subprocess.run([sys.executable, "-c", C_API_SCRIPT, str(build / "libhyperverify.so"), str(program),
-                           str(users[4]["path"])], capture_output=True, text=True, errors="replace", timeout=120)
+    done = subprocess.run([sys.executable, "-c", C_API_SCRIPT, str(build / "libhyperverify.so"), str(bundle),
+                           str(users[4]["path"]), make_vectors.public_hex(make_vectors.KEY)],
+                          capture_output=True, text=True, errors="replace", timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     results = eval(done.stdout.strip().splitlines()[-1])  # a dict literal printed by the script
     reasons = ["ok", "bad_magic", "version", "truncated", "length", "checksum", "signature", "layout", "values",
-               "dtype", "invalid", "io", "bad_input", "program", "model_version", "unknown"]
+               "dtype", "invalid", "io", "bad_input", "program", "model_version", "bundle", "locked_out",
+               "pin_required", "unknown"]
     assert results["names"] == reasons
     python_reasons = {cls.reason for cls in uf.UserFileError.__subclasses__()} | {uf.UserFileError.reason}
     assert python_reasons <= set(reasons)
     bad_input = reasons.index("bad_input")
     assert results["ok"] == 0 and results["open_null"] == bad_input
+    # issue 11 attack 4: hv_open(..., NULL, 0, ...) accepted unsigned files silently
+    assert results["no_key"] == reasons.index("signature") and "HV_ALLOW_UNSIGNED" in results["no_key_message"]
+    assert results["both"] == bad_input and results["bad_flags"] == bad_input
     for case in ("null_crop", "null_handle", "grey", "wide", "negative"):
         assert results[case] == bad_input, case
     assert results["threshold"] == pytest.approx(0.1)
 
 
-def test_bench_flag_reports_medians(build, program, users, tmp_path) -> None:
+def test_bench_flag_reports_medians(build, bundle, users, tmp_path) -> None:
     crop = _write_crop(tmp_path, "crop", _synthetic_crops()["noise"])
-    done = _cli(build, program, users[2]["path"], crop, "--bench", "20")
+    done = _cli(build, bundle, users[2]["path"], crop, "--bench", "20")
     lines = done.stdout.splitlines()
     assert re.fullmatch(r"bench calls=20 threads=1 forward_median_us=[\d.]+ crop_median_us=[\d.]+", lines[1]), lines

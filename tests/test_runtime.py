@@ -10,12 +10,13 @@ import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hyperverify.converters.bundle import build_bundle
+from hyperverify.converters.bundle import build_bundle, write_signed_manifest
 from hyperverify.converters.torch_verifier import unflatten, verifier_forward
-from hyperverify.runtime import LockoutPolicy, load, spec
+from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import read_image
-from hyperverify.runtime.manifest import BundleError, sha256_bytes
+from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
+from hyperverify.runtime.manifest import BundleError, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
 from hyperverify.sdk.export_user import bundle_inputs
@@ -23,6 +24,7 @@ from hyperverify.sdk.signing import public_raw
 from tests.conftest import lfw_image
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key made here
+TRUST = TrustPolicy.signed(public_raw(KEY))
 
 
 class FakeClock:
@@ -42,7 +44,7 @@ def model():
 def bundle(model, tmp_path_factory) -> Path:
     net, extra = model
     target = tmp_path_factory.mktemp("sdk") / "bundle"
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), public_raw(KEY), coreml=False), target)
+    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
     return target
 
 
@@ -57,7 +59,7 @@ def owner(model, lfw, tmp_path_factory) -> Path:
 
 def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
     net, _ = model
-    verifier = load(bundle, owner)
+    verifier = load(bundle, owner, TRUST)
     crop = cv2.resize(read_image(lfw_image(lfw, "George_W_Bush", 10)), (112, 112))
     got = verifier.score_crop(crop)
     params = {k: v.detach() for k, v in net.shared_params().items()}
@@ -67,7 +69,7 @@ def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
 
 
 def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, policy=LockoutPolicy(max_failures=10**6))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     own = [verifier.verify(read_image(lfw_image(lfw, "George_W_Bush", i)), "rgb") for i in range(20, 40)]
     others = [verifier.verify(read_image(p), "rgb") for p in sorted((lfw / "images").glob("A*/*_0001.jpg"))[:40]]
     own_scores = [r.score for r in own if r.score is not None]
@@ -79,7 +81,7 @@ def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
     clock = FakeClock()
-    verifier = load(bundle, owner, policy=LockoutPolicy(clock=clock))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=clock))
     stranger = read_image(lfw_image(lfw, "Abel_Pacheco", 1))
     results = [verifier.verify(stranger, "rgb") for _ in range(5)]
     assert [r.reason for r in results] == ["rejected"] * 5
@@ -93,8 +95,22 @@ def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
     assert verifier.verify(owner_frame, "rgb").reason in ("accepted", "rejected")
 
 
+@pytest.mark.parametrize("state, reason", [(LockoutState(5, 5, 2e9, False), "locked_out"),
+                                           (LockoutState(20, 20, 0.0, True), "pin_required")])
+def test_locked_out_device_decodes_nothing(bundle, owner, lfw, state, reason) -> None:
+    """Issue 11 item 6: the lockout is checked before the image is decoded (a bomb costs nothing)."""
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(MemoryStore(state), clock=lambda: 1e9))
+    for data in (b"not an image", lfw_image(lfw, "George_W_Bush", 25).read_bytes()):
+        result = verifier.verify_encoded(data)
+        assert (result.reason, result.accepted, result.score) == (reason, False, None)
+    verifier.lockout = Lockout(clock=lambda: 1e9)
+    with pytest.raises(ImageError):
+        verifier.verify_encoded(b"not an image")
+    assert verifier.verify_encoded(lfw_image(lfw, "George_W_Bush", 25).read_bytes()).reason in ("accepted", "rejected")
+
+
 def test_frame_reasons(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, policy=LockoutPolicy(max_failures=10**6))
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     face = read_image(lfw_image(lfw, "George_W_Bush", 5))
     assert verifier.verify(np.full((480, 640, 3), 90, np.uint8)).reason == "no_face"
     twin = np.concatenate([face, read_image(lfw_image(lfw, "Abel_Pacheco", 1))], axis=1)
@@ -114,33 +130,37 @@ def test_refusals(bundle, owner, model, lfw, tmp_path: Path) -> None:
     data = owner.read_bytes()
     (tmp_path / "tampered.hvu").write_bytes(data[:120] + bytes([data[120] ^ 1]) + data[121:])
     with pytest.raises(UserFileError):
-        load(bundle, tmp_path / "tampered.hvu")
+        load(bundle, tmp_path / "tampered.hvu", TRUST)
     unsigned = tmp_path / "unsigned.hvu"
     write_user_file(unsigned, enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra))
     with pytest.raises(SignatureError):
-        load(bundle, unsigned)
+        load(bundle, unsigned, TRUST)
     other_key = Ed25519PrivateKey.from_private_bytes(bytes(range(5, 37)))
     forged = tmp_path / "forged.hvu"
     write_user_file(forged, enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra), other_key)
     with pytest.raises(SignatureError):
-        load(bundle, forged)
+        load(bundle, forged, TRUST)
     stale = enroll([lfw_image(lfw, "George_W_Bush", 1)], net, extra)
     stale = type(stale)(**{**stale.__dict__, "model_version": "0" * 16})
     write_user_file(tmp_path / "stale.hvu", stale, KEY)
     with pytest.raises(BundleError, match="re-enroll"):
-        load(bundle, tmp_path / "stale.hvu")
+        load(bundle, tmp_path / "stale.hvu", TRUST)
     broken = tmp_path / "broken"
     shutil.copytree(bundle, broken)
     program = broken / "verifier-xnnpack.pte"
     program.write_bytes(program.read_bytes()[:5000])
     with pytest.raises(BundleError, match="checksum"):
-        load(broken, owner)
+        load(broken, owner, TRUST)
     manifest = json.loads((broken / "manifest.json").read_text())
     manifest["files"]["verifier-xnnpack.pte"] = sha256_bytes(program.read_bytes())
     (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not signed by the app's key"):
+        load(broken, owner, TRUST)
+    write_signed_manifest(broken, Manifest(**manifest), KEY)
     with pytest.raises(BundleError, match="cannot be loaded"):
-        load(broken, owner)
+        load(broken, owner, TRUST)
     manifest["bundle_format"] = 99
     (broken / "manifest.json").write_text(json.dumps(manifest))
+    (broken / "manifest.json.sig").write_bytes(KEY.sign((broken / "manifest.json").read_bytes()))
     with pytest.raises(BundleError, match="format"):
-        load(broken, owner)
+        load(broken, owner, TRUST)

@@ -1,7 +1,9 @@
-// The C ABI (hyperverify.h) over the C++ pieces: user_file, preprocess, runner.
+// The C ABI (hyperverify.h) over the C++ pieces: manifest, user_file,
+// lockout, preprocess, runner.
 #include "hyperverify.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -9,6 +11,9 @@
 #include <new>
 #include <string>
 
+#include "files.h"
+#include "lockout.h"
+#include "manifest.h"
 #include "preprocess.h"
 #include "runner.h"
 #include "user_file.h"
@@ -16,6 +21,8 @@
 struct hv_handle {
   std::unique_ptr<hyperverify::Runner> runner;
   hyperverify::UserWeights weights;
+  float threshold = 0.0f;     // max(user's, manifest's)
+  std::string lockout_path;   // empty: no lockout attached
 };
 
 namespace {
@@ -29,47 +36,98 @@ int report(const hyperverify::Error& error, char* err, size_t err_len) {
   return error.code;
 }
 
-int open_impl(const char* pte_path, const char* user_path, const uint8_t* public_key32,
-              int require_signature, hv_handle** out, char* err, size_t err_len) {
+int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* public_key32,
+              unsigned flags, hv_handle** out, char* err, size_t err_len) {
   using namespace hyperverify;
-  if (out == nullptr || pte_path == nullptr || user_path == nullptr)
-    return report(fail(HV_BAD_INPUT, "hv_open needs a program path, a user file path and out"), err,
+  if (out == nullptr || bundle_dir == nullptr || user_path == nullptr)
+    return report(fail(HV_BAD_INPUT, "hv_open needs a bundle folder, a user file path and out"), err,
                   err_len);
-  // The program first: the user file is checked against its layout hash.
-  auto runner = Runner::load(pte_path);
+  if (flags & ~HV_ALLOW_UNSIGNED) return report(fail(HV_BAD_INPUT, "unknown hv_open flags"), err, err_len);
+  bool allow_unsigned = (flags & HV_ALLOW_UNSIGNED) != 0;
+  if (public_key32 != nullptr && allow_unsigned)
+    return report(fail(HV_BAD_INPUT, "a public key and HV_ALLOW_UNSIGNED contradict each other"), err, err_len);
+  if (public_key32 == nullptr && !allow_unsigned)
+    return report(fail(HV_SIGNATURE, "no public key: pass the backend's Ed25519 key, or opt out of "
+                                     "signatures explicitly with HV_ALLOW_UNSIGNED"),
+                  err, err_len);
+  std::string bundle(bundle_dir);
+  auto manifest = open_manifest(bundle, public_key32);
+  if (!manifest.ok()) return report(manifest.error(), err, err_len);
+  const Manifest& m = manifest.value();
+  auto role = m.programs.find(kProgramRole);
+  if (role == m.programs.end())
+    return report(fail(HV_BUNDLE, bundle + ": the manifest names no " + kProgramRole + " program"), err,
+                  err_len);
+  auto program = checked_file(bundle, m, role->second);
+  if (!program.ok()) return report(program.error(), err, err_len);
+  auto runner = Runner::load(std::move(program.value()), bundle + "/" + role->second);
   if (!runner.ok()) return report(runner.error(), err, err_len);
-  auto data = read_file(user_path);
+  // The runtime cannot recompute the layout hash from `generated` (runtime/spec.py owns it): it
+  // checks the manifest's hash and slice count against the program's.
+  if (int_to_hash(runner.value()->layout_hash()) != m.layout_hash ||
+      int_to_hash(runner.value()->model_version()) != m.model_version ||
+      runner.value()->user_input_count() != m.generated.size())
+    return report(fail(HV_BUNDLE, bundle + ": the program's layout, slices or model version differ from the manifest's"),
+                  err, err_len);
+  auto data = read_bounded(user_path, kMaxUserFileBytes, HV_LENGTH);
   if (!data.ok()) return report(data.error(), err, err_len);
   DecodeOptions options;
   options.public_key = public_key32;
-  options.require_signature = require_signature != 0;
-  options.expected_layout = int_to_hash(runner.value()->layout_hash());
+  options.require_signature = !allow_unsigned;
+  options.expected_layout = m.layout_hash;
   auto weights = decode_user_file(data.value().data(), data.value().size(), options);
   if (!weights.ok()) {
     Error error = weights.error();
     error.message = std::string(user_path) + ": " + error.message;
     return report(error, err, err_len);
   }
-  std::string program_version = int_to_hash(runner.value()->model_version());
-  if (weights.value().model_version != program_version)
+  if (weights.value().model_version != m.model_version)
     return report(fail(HV_MODEL_VERSION, std::string(user_path) + ": enrolled with model " +
-                                             weights.value().model_version + ", the program is model " +
-                                             program_version + "; re-enroll the user"),
+                                             weights.value().model_version + ", the bundle ships model " +
+                                             m.model_version + "; re-enroll the user"),
                   err, err_len);
   auto set = runner.value()->set_user_values(weights.value().theta);
   if (!set.ok()) return report(set.error(), err, err_len);
   auto handle = std::make_unique<hv_handle>();
   handle->runner = std::move(runner.value());
   handle->weights = std::move(weights.value());
+  // The floor, rounded up to float so that the comparison with a float logit never dips below it
+  // (a floor above the largest float becomes +inf: no finite logit reaches it, as in Python).
+  float floor;
+  if (m.threshold > static_cast<double>(FLT_MAX)) {
+    floor = INFINITY;
+  } else if (m.threshold < -static_cast<double>(FLT_MAX)) {
+    floor = -INFINITY;
+  } else {
+    floor = static_cast<float>(m.threshold);
+    if (static_cast<double>(floor) < m.threshold) floor = std::nextafter(floor, INFINITY);
+  }
+  handle->threshold = std::max(handle->weights.threshold, floor);
   *out = handle.release();
   return HV_OK;
 }
 
-int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* out_logit,
-           int* accepted) {
+// Lockout check before anything is computed; HV_OK when an attempt may run.
+int before_attempt(hv_handle* handle) {
+  if (handle->lockout_path.empty()) return HV_OK;
+  return hyperverify::attempt_allowed(hyperverify::read_lockout(handle->lockout_path), hyperverify::unix_now());
+}
+
+int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* out_logit, int* accepted) {
+  if (accepted != nullptr) *accepted = 0;
   if (!logit.ok()) return logit.error().code;
+  bool accept = std::isfinite(logit.value()) && logit.value() >= handle->threshold;
+  if (!handle->lockout_path.empty()) {
+    double now = hyperverify::unix_now();
+    auto state = hyperverify::read_lockout(handle->lockout_path);
+    int allowed = hyperverify::attempt_allowed(state, now);
+    if (allowed != HV_OK) return allowed;  // another process locked it meanwhile
+    auto written = hyperverify::write_lockout(handle->lockout_path,
+                                              hyperverify::record_attempt(state, accept, now));
+    if (!written.ok()) return HV_IO;  // an unrecorded decision never accepts
+  }
   if (out_logit != nullptr) *out_logit = logit.value();
-  if (accepted != nullptr) *accepted = logit.value() >= handle->weights.threshold ? 1 : 0;
+  if (accepted != nullptr) *accepted = accept ? 1 : 0;
   return HV_OK;
 }
 
@@ -77,12 +135,12 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* ou
 
 extern "C" {
 
-int hv_open(const char* pte_path, const char* user_path, const uint8_t* public_key32,
-            int require_signature, hv_handle** out, char* err, size_t err_len) {
+int hv_open(const char* bundle_dir, const char* user_path, const uint8_t* public_key32, unsigned flags,
+            hv_handle** out, char* err, size_t err_len) {
   if (out != nullptr) *out = nullptr;
   if (err != nullptr && err_len > 0) err[0] = '\0';
   try {
-    return open_impl(pte_path, user_path, public_key32, require_signature, out, err, err_len);
+    return open_impl(bundle_dir, user_path, public_key32, flags, out, err, err_len);
   } catch (const std::bad_alloc&) {
     return report(hyperverify::fail(HV_IO, "out of memory"), err, err_len);
   } catch (const std::exception& e) {
@@ -90,15 +148,49 @@ int hv_open(const char* pte_path, const char* user_path, const uint8_t* public_k
   }
 }
 
-int hv_preprocess_crop(const uint8_t* rgb, int height, int width, int channels,
-                       float* input_chw) {
+int hv_lockout_attach(hv_handle* handle, const char* state_path) {
+  if (handle == nullptr || state_path == nullptr || state_path[0] == '\0') return HV_BAD_INPUT;
+  try {
+    handle->lockout_path = state_path;
+  } catch (const std::exception&) {
+    return HV_IO;
+  }
+  return HV_OK;
+}
+
+int hv_lockout_status(hv_handle* handle, double* locked_for, int* pin_required) {
+  if (handle == nullptr || handle->lockout_path.empty()) return HV_BAD_INPUT;
+  try {
+    auto state = hyperverify::read_lockout(handle->lockout_path);
+    if (locked_for != nullptr) *locked_for = hyperverify::lock_remaining(state, hyperverify::unix_now());
+    if (pin_required != nullptr) *pin_required = state.pin_required ? 1 : 0;
+    return HV_OK;
+  } catch (const std::exception&) {
+    return HV_IO;
+  }
+}
+
+int hv_lockout_pin_verified(hv_handle* handle) {
+  if (handle == nullptr || handle->lockout_path.empty()) return HV_BAD_INPUT;
+  try {
+    auto written = hyperverify::write_lockout(handle->lockout_path, hyperverify::LockoutState{});
+    return written.ok() ? HV_OK : HV_IO;
+  } catch (const std::exception&) {
+    return HV_IO;
+  }
+}
+
+int hv_preprocess_crop(const uint8_t* rgb, int height, int width, int channels, float* input_chw) {
   auto status = hyperverify::preprocess_crop(rgb, height, width, channels, input_chw);
   return status.ok() ? HV_OK : status.error().code;
 }
 
 int hv_score_input(hv_handle* handle, const float* input_chw, float* logit, int* accepted) {
+  if (accepted != nullptr) *accepted = 0;
   if (handle == nullptr || input_chw == nullptr) return HV_BAD_INPUT;
   try {
+    int allowed = before_attempt(handle);
+    if (allowed != HV_OK) return allowed;
     std::memcpy(handle->runner->input(), input_chw, HV_INPUT_VALUES * sizeof(float));
     return finish(handle, handle->runner->forward(), logit, accepted);
   } catch (const std::exception&) {
@@ -108,41 +200,21 @@ int hv_score_input(hv_handle* handle, const float* input_chw, float* logit, int*
 
 int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
                   float* logit, int* accepted) {
+  if (accepted != nullptr) *accepted = 0;
   if (handle == nullptr) return HV_BAD_INPUT;
-  auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
-  if (!status.ok()) return status.error().code;
   try {
+    int allowed = before_attempt(handle);  // before the crop is touched
+    if (allowed != HV_OK) return allowed;
+    auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
+    if (!status.ok()) return status.error().code;
     return finish(handle, handle->runner->forward(), logit, accepted);
   } catch (const std::exception&) {
     return HV_PROGRAM;
   }
 }
 
-float hv_threshold(const hv_handle* handle) {
-  return handle == nullptr ? std::nanf("") : handle->weights.threshold;
-}
+float hv_threshold(const hv_handle* handle) { return handle == nullptr ? std::nanf("") : handle->threshold; }
 
 void hv_close(hv_handle* handle) { delete handle; }
-
-const char* hv_status_string(int status) {
-  switch (status) {
-    case HV_OK: return "ok";
-    case HV_BAD_MAGIC: return "bad_magic";
-    case HV_VERSION: return "version";
-    case HV_TRUNCATED: return "truncated";
-    case HV_LENGTH: return "length";
-    case HV_CHECKSUM: return "checksum";
-    case HV_SIGNATURE: return "signature";
-    case HV_LAYOUT: return "layout";
-    case HV_VALUES: return "values";
-    case HV_DTYPE: return "dtype";
-    case HV_INVALID: return "invalid";
-    case HV_IO: return "io";
-    case HV_BAD_INPUT: return "bad_input";
-    case HV_PROGRAM: return "program";
-    case HV_MODEL_VERSION: return "model_version";
-    default: return "unknown";
-  }
-}
 
 }  // extern "C"

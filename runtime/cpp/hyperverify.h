@@ -4,13 +4,23 @@
  * A plain C interface (no C++ types cross it), so Swift imports it through a
  * module map / bridging header and Kotlin through a thin JNI shim.
  *
+ *   static const uint8_t BACKEND_KEY[32] = {...};   // the app's trust anchor, in its code
  *   hv_handle* h = NULL;
  *   char err[256];
- *   int s = hv_open("verifier.pte", "alice.hvu", backend_key32, 1, &h, err, sizeof err);
+ *   int s = hv_open("bundle", "alice.hvu", BACKEND_KEY, 0, &h, err, sizeof err);
  *   if (s != HV_OK) { report(hv_status_string(s), err); }
+ *   s = hv_lockout_attach(h, "<app state>/alice.lockout.json");
  *   float logit; int accepted;
- *   s = hv_score_crop(h, rgb, 112, 112, 3, &logit, &accepted);
+ *   s = hv_score_crop(h, rgb, 112, 112, 3, &logit, &accepted);  // HV_LOCKED_OUT / HV_PIN_REQUIRED
  *   hv_close(h);
+ *
+ * Trust (runtime/trust.py): the app, not the bundle, fixes the public key and
+ * the signature policy. With a key, the manifest's detached signature
+ * (manifest.json.sig) is checked before the manifest is read, and the user
+ * file must be signed by the same key. Without a key hv_open fails unless the
+ * caller opts out by the named flag HV_ALLOW_UNSIGNED. The threshold applied
+ * is max(user file's, manifest's calibrated one); a non-finite logit never
+ * accepts.
  *
  * Inputs and meaning (the contract lives in runtime/spec.py):
  *   - the crop is the ALIGNED face (runtime/faces.py: YuNet landmarks, similarity
@@ -19,11 +29,12 @@
  *     rounding as OpenCV's cv::resize(INTER_AREA) (what spec.reduce_crop does),
  *     then normalised to (p - 127.5) / 127.5, channels first;
  *   - a 64x64x3 crop is taken as already reduced (no resize);
- *   - the logit is f(x; theta_user); accepted = logit >= the user's threshold.
+ *   - the logit is f(x; theta_user); accepted = the logit is finite and
+ *     >= hv_threshold() (the user's threshold, floored by the manifest's).
  *
  * Status codes: the reason tags of runtime/user_file.py (UserFileError.reason)
- * plus io, bad_input, program and model_version; hv_status_string() returns
- * the tag.
+ * plus io, bad_input, program, model_version, bundle, locked_out and
+ * pin_required; hv_status_string() returns the tag.
  *
  * Threads: a handle is not thread-safe; use one per thread (or lock). The
  * network runs on the calling thread (no thread pool): for a 3 MFLOP model a
@@ -60,8 +71,14 @@ typedef enum hv_status {
   HV_IO = 11,          /* a file cannot be read */
   HV_BAD_INPUT = 12,   /* a bad argument: NULL pointer, wrong crop shape */
   HV_PROGRAM = 13,     /* the .pte cannot be loaded or run, or is not a verifier */
-  HV_MODEL_VERSION = 14 /* weights enrolled with another model than the program's */
+  HV_MODEL_VERSION = 14, /* weights enrolled with another model than the program's */
+  HV_BUNDLE = 15,      /* malformed manifest, path outside the bundle, program checksum differs */
+  HV_LOCKED_OUT = 16,  /* too many rejected attempts: wait (hv_lockout_status) */
+  HV_PIN_REQUIRED = 17 /* the hard limit was reached, or the state file is unreadable: PIN only */
 } hv_status;
+
+/* hv_open flags */
+#define HV_ALLOW_UNSIGNED 1u /* opt-out: no key; unsigned manifest and user files accepted */
 
 #define HV_CROP_SIZE 112    /* side of the aligned crop */
 #define HV_INPUT_SIZE 64    /* side of f's input */
@@ -70,18 +87,37 @@ typedef enum hv_status {
 typedef struct hv_handle hv_handle;
 
 /*
- * Load the shared program and one user's weights file, checking the file in
- * the same order as runtime/user_file.py decode() and then against the
- * program's constant methods (layout_hash, model_version, input_size).
+ * Open an SDK bundle folder (from build-sdk) and one user's weights file, in
+ * the order of runtime/verifier.py load(): the manifest (signature, then its
+ * fields), the program it names (confined to the bundle, sha256 as listed),
+ * the program's constant methods against the manifest, then the user file as
+ * runtime/user_file.py decode() checks it, its model version and size.
  *
- * public_key32: the backend's Ed25519 public key (32 raw bytes) or NULL; a
- * signed file is verified against it. require_signature != 0 refuses an
- * unsigned file (and a signed one when no key is given).
+ * public_key32: the backend's Ed25519 public key (32 raw bytes), fixed in the
+ * app's code. NULL fails with HV_SIGNATURE unless flags has HV_ALLOW_UNSIGNED
+ * (a key together with that flag is HV_BAD_INPUT).
  * On failure *out is NULL and err (if not NULL) holds a NUL-terminated message.
  */
-HV_API int hv_open(const char* pte_path, const char* user_path,
-                   const uint8_t* public_key32, int require_signature,
+HV_API int hv_open(const char* bundle_dir, const char* user_path,
+                   const uint8_t* public_key32, unsigned flags,
                    hv_handle** out, char* err, size_t err_len);
+
+/*
+ * Persist this user's lockout in a state file (see lockout.h for the format
+ * shared with the Python runtime and the policy: 30 s after 5 rejects, doubling
+ * up to 1 h, PIN only after 20). From then on hv_score_crop and hv_score_input
+ * check it before touching the crop (HV_LOCKED_OUT, HV_PIN_REQUIRED), and
+ * record every decision in it; a decision that cannot be recorded is HV_IO
+ * and never accepted. A missing file is a fresh state; an unreadable one means
+ * HV_PIN_REQUIRED.
+ */
+HV_API int hv_lockout_attach(hv_handle* handle, const char* state_path);
+
+/* Seconds of lockout left (0 when none) and whether only the PIN unlocks. */
+HV_API int hv_lockout_status(hv_handle* handle, double* locked_for, int* pin_required);
+
+/* The app checked its PIN: clear the counts, the lock and pin_required. */
+HV_API int hv_lockout_pin_verified(hv_handle* handle);
 
 /*
  * Score one aligned RGB crop: height x width x channels uint8, row-major,
@@ -99,7 +135,7 @@ HV_API int hv_preprocess_crop(const uint8_t* rgb, int height, int width,
 HV_API int hv_score_input(hv_handle* handle, const float* input_chw,
                           float* logit, int* accepted);
 
-/* The user's calibrated threshold on the logit (NaN for a NULL handle). */
+/* The threshold applied: max(user's, manifest's calibrated) (NaN for NULL). */
 HV_API float hv_threshold(const hv_handle* handle);
 
 /* Release everything; NULL is allowed. */

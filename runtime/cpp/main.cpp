@@ -1,8 +1,14 @@
 // hyperverify_cli: score one aligned crop with the C API (hyperverify.h).
 //
-//   hyperverify_cli <program.pte> <user.hvu> <crop.raw> [--pubkey HEX]
-//                   [--require-signature] [--shape H,W,C] [--dump-input FILE]
-//                   [--bench N]
+//   hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned)
+//                   [--lockout STATE.json [--pin-verified]] [--shape H,W,C]
+//                   [--dump-input FILE] [--bench N]
+//
+// The trust policy is the caller's: --pubkey (the backend's Ed25519 key, 64
+// hex digits) or the explicit opt-out --allow-unsigned; without either,
+// hv_open refuses (error=signature). --lockout keeps the lockout in a state
+// file (hv_lockout_attach); --pin-verified stands for the app's PIN path and
+// clears it before scoring.
 //
 // crop.raw holds raw RGB bytes, row-major (no image decoder here): 112x112x3
 // (an aligned crop) or 64x64x3 (already reduced), told apart by size unless
@@ -19,7 +25,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -34,8 +39,8 @@ int fail(int status, const std::string& message, int exit_code = 1) {
 
 int usage(const std::string& why) {
   return fail(HV_BAD_INPUT,
-              why + "\nusage: hyperverify_cli <program.pte> <user.hvu> <crop.raw> [--pubkey HEX] "
-                    "[--require-signature] [--shape H,W,C] [--dump-input FILE] [--bench N]",
+              why + "\nusage: hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned) "
+                    "[--lockout STATE.json [--pin-verified]] [--shape H,W,C] [--dump-input FILE] [--bench N]",
               2);
 }
 
@@ -76,7 +81,8 @@ std::vector<double> time_calls(long calls, F&& call) {
 int main(int argc, char** argv) {
   std::vector<std::string> positional;
   uint8_t key[32];
-  bool have_key = false, require_signature = false;
+  bool have_key = false, allow_unsigned = false, pin_verified = false;
+  std::string lockout_path;
   int height = 0, width = 0, channels = 0;
   std::string dump_path;
   long bench = 0;
@@ -86,8 +92,12 @@ int main(int argc, char** argv) {
     if (arg == "--pubkey" && has_value) {
       if (!parse_hex32(argv[++i], key)) return usage("--pubkey needs 64 hex digits (Ed25519)");
       have_key = true;
-    } else if (arg == "--require-signature") {
-      require_signature = true;
+    } else if (arg == "--allow-unsigned") {
+      allow_unsigned = true;
+    } else if (arg == "--lockout" && has_value) {
+      lockout_path = argv[++i];
+    } else if (arg == "--pin-verified") {
+      pin_verified = true;
     } else if (arg == "--shape" && has_value) {
       if (std::sscanf(argv[++i], "%d,%d,%d", &height, &width, &channels) != 3 || height <= 0 ||
           width <= 0 || channels <= 0)
@@ -103,11 +113,17 @@ int main(int argc, char** argv) {
       positional.push_back(arg);
     }
   }
-  if (positional.size() != 3) return usage("need a program, a user file and a crop");
+  if (positional.size() != 3) return usage("need a bundle, a user file and a crop");
+  if (pin_verified && lockout_path.empty()) return usage("--pin-verified needs --lockout");
 
   std::ifstream in(positional[2], std::ios::binary);
   if (!in) return fail(HV_IO, positional[2] + ": cannot open");
-  std::vector<uint8_t> crop((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  constexpr std::streamsize kMaxCropBytes = 1 << 20;
+  std::vector<uint8_t> crop(kMaxCropBytes + 1);
+  in.read(reinterpret_cast<char*>(crop.data()), kMaxCropBytes + 1);
+  crop.resize(static_cast<size_t>(in.gcount()));
+  if (crop.size() > static_cast<size_t>(kMaxCropBytes))
+    return fail(HV_BAD_INPUT, positional[2] + ": larger than any crop");
   if (height == 0) {  // infer the shape from the size
     int side = crop.size() == 112u * 112 * 3 ? 112 : crop.size() == 64u * 64 * 3 ? 64 : 0;
     if (side == 0)
@@ -122,12 +138,28 @@ int main(int argc, char** argv) {
   char err[512];
   hv_handle* handle = nullptr;
   int status = hv_open(positional[0].c_str(), positional[1].c_str(), have_key ? key : nullptr,
-                       require_signature ? 1 : 0, &handle, err, sizeof err);
+                       allow_unsigned ? HV_ALLOW_UNSIGNED : 0u, &handle, err, sizeof err);
   if (status != HV_OK) return fail(status, err);
+  if (!lockout_path.empty()) {
+    status = hv_lockout_attach(handle, lockout_path.c_str());
+    if (status == HV_OK && pin_verified) status = hv_lockout_pin_verified(handle);
+    if (status != HV_OK) {
+      hv_close(handle);
+      return fail(status, lockout_path + ": cannot use the lockout state file");
+    }
+  }
 
   float logit = 0.0f;
   int accepted = 0;
   status = hv_score_crop(handle, crop.data(), height, width, channels, &logit, &accepted);
+  if (status == HV_LOCKED_OUT || status == HV_PIN_REQUIRED) {
+    double locked_for = 0.0;
+    int pin = 0;
+    hv_lockout_status(handle, &locked_for, &pin);
+    hv_close(handle);
+    return fail(status, pin ? std::string("only the PIN unlocks now")
+                            : "locked for " + std::to_string(locked_for) + " s");
+  }
   if (status != HV_OK) {
     hv_close(handle);
     return fail(status, "cannot score " + positional[2]);

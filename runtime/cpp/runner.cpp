@@ -1,6 +1,7 @@
 // See runner.h.
 #include "runner.h"
 
+#include <executorch/extension/data_loader/buffer_data_loader.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 #include <executorch/extension/threadpool/threadpool_guard.h>
@@ -14,6 +15,7 @@
 namespace hyperverify {
 
 using executorch::aten::ScalarType;
+using executorch::extension::BufferDataLoader;
 using executorch::extension::TensorPtr;
 using executorch::extension::from_blob;
 using executorch::extension::module::Module;
@@ -44,6 +46,7 @@ Result<int64_t> constant(Module& module, const std::string& name) {
 }  // namespace
 
 struct Runner::State {
+  std::vector<uint8_t> program;                 // the bytes the module reads (outlive it)
   std::unique_ptr<Module> module;
   std::vector<std::vector<float>> user;         // per-user input buffers
   std::vector<TensorPtr> tensors;               // views on input_ and user (kept alive)
@@ -53,24 +56,21 @@ struct Runner::State {
 Runner::Runner(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Runner::~Runner() = default;
 
-Result<std::unique_ptr<Runner>> Runner::load(const std::string& pte_path) {
+Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const std::string& name) {
   // The network runs on the calling thread: XNNPACK takes its pthreadpool when
   // the delegate is initialised (load_method), and a null pool means "inline".
   NoThreadPoolGuard no_pool;
-  if (std::FILE* file = std::fopen(pte_path.c_str(), "rb")) {
-    std::fclose(file);
-  } else {
-    return fail(HV_IO, pte_path + ": cannot open");
-  }
   auto state = std::make_unique<State>();
-  state->module = std::make_unique<Module>(pte_path, Module::LoadMode::File);
+  state->program = std::move(program);
+  state->module = std::make_unique<Module>(
+      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
   Module& module = *state->module;
   EtError error = module.load(executorch::runtime::Program::Verification::InternalConsistency);
   if (error != EtError::Ok)
-    return fail(HV_PROGRAM, pte_path + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
   error = module.load_method("forward");
   if (error != EtError::Ok)
-    return fail(HV_PROGRAM, pte_path + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
 
   auto layout = constant(module, "layout_hash");
   if (!layout.ok()) return layout.error();
@@ -114,6 +114,8 @@ Result<std::unique_ptr<Runner>> Runner::load(const std::string& pte_path) {
   runner->input_size_ = size.value();
   return runner;
 }
+
+size_t Runner::user_input_count() const { return state_->user.size(); }
 
 size_t Runner::user_value_count() const {
   size_t total = 0;

@@ -19,9 +19,10 @@ namespace hyperverify {
 
 class Runner {
  public:
-  // Load the program and its forward method; HV_IO when the file cannot be
-  // read, HV_PROGRAM for anything that is not a loadable verifier program.
-  static Result<std::unique_ptr<Runner>> load(const std::string& pte_path);
+  // Load the program from its bytes (already checked against the manifest:
+  // what was hashed is what runs) and its forward method; HV_PROGRAM for
+  // anything that is not a loadable verifier program. `name` is for messages.
+  static Result<std::unique_ptr<Runner>> load(std::vector<uint8_t> program, const std::string& name);
 
   ~Runner();
   Runner(const Runner&) = delete;
@@ -30,6 +31,8 @@ class Runner {
   int64_t layout_hash() const { return layout_hash_; }
   int64_t model_version() const { return model_version_; }
   int64_t input_size() const { return input_size_; }
+  // Number of per-user inputs (the generated slices).
+  size_t user_input_count() const;
   // Number of theta values the per-user inputs take, in total.
   size_t user_value_count() const;
 

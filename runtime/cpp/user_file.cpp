@@ -1,16 +1,14 @@
 // See user_file.h; the layout is documented in runtime/user_file.py.
 #include "user_file.h"
 
+#include "crypto.h"
+
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <memory>
 
 namespace hyperverify {
 namespace {
@@ -79,22 +77,6 @@ Result<std::string> padded_text(const uint8_t* raw, size_t size, const char* fie
   return std::string(reinterpret_cast<const char*>(raw), n);
 }
 
-bool sha256(const uint8_t* data, size_t size, uint8_t out[32]) {
-  unsigned int length = 0;
-  return EVP_Digest(data, size, out, &length, EVP_sha256(), nullptr) == 1 && length == 32;
-}
-
-bool ed25519_verify(const uint8_t* key32, const uint8_t* signature, const uint8_t* message,
-                    size_t size) {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
-      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key32, 32), EVP_PKEY_free);
-  if (!key) return false;
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1)
-    return false;
-  return EVP_DigestVerify(ctx.get(), signature, kSignatureSize, message, size) == 1;
-}
-
 }  // namespace
 
 float half_to_float(uint16_t half) {
@@ -128,14 +110,6 @@ std::string int_to_hash(int64_t value) {
   std::snprintf(text, sizeof text, "%016llx",
                 static_cast<unsigned long long>(static_cast<uint64_t>(value)));
   return text;
-}
-
-Result<std::vector<uint8_t>> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(HV_IO, path + ": cannot open");
-  std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail(HV_IO, path + ": cannot read");
-  return data;
 }
 
 Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,

@@ -20,6 +20,9 @@ constexpr size_t kSignatureSize = 64;
 constexpr uint16_t kFormatVersion = 1;
 constexpr uint32_t kMaxCount = 20681;  // spec.parameter_count(): every slice of theta
 constexpr size_t kLayoutHashSize = 16;
+// The largest valid file (fp32, signed): larger ones are refused (HV_LENGTH)
+// from their size, before they are read (user_file.py MAX_FILE_SIZE).
+constexpr size_t kMaxUserFileBytes = kHeaderSize + kMaxCount * 4 + kChecksumSize + kSignatureSize;
 
 struct UserWeights {
   std::vector<float> theta;  // fp32 (fp16 files converted exactly)
@@ -40,9 +43,6 @@ struct DecodeOptions {
 // Parse and validate; the error names the first problem found.
 Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
                                      const DecodeOptions& options);
-
-// Read a whole file (HV_IO when it cannot be read).
-Result<std::vector<uint8_t>> read_file(const std::string& path);
 
 // IEEE 754 binary16 -> binary32 (exact for every value, NaN payloads kept).
 float half_to_float(uint16_t half);

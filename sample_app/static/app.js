@@ -1,14 +1,18 @@
 // The phone's side of the prototype: show the camera, send one JPEG frame per unlock attempt,
 // draw the lock screen from the server's answers. No build step, no libraries.
+// Every POST carries this tab's session secret (the page's csrf-token meta tag).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const TITLES = {not_enrolled: "No face enrolled", locked: "Locked", unlocked: "Unlocked", locked_out: "Locked out"};
+const TITLES = {not_enrolled: "No face enrolled", locked: "Locked", unlocked: "Unlocked", locked_out: "Locked out",
+                pin_required: "Locked: PIN required", recovery_needed: "Locked: recovery needed (PIN)"};
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const canvas = document.createElement("canvas");
-let status = null, lockedUntil = 0, countdownTimer = null;
+let status = null, lockedUntil = 0, countdownTimer = null, relockAt = 0, relockTimer = null;
 let sourceIndex = 0, sourceTimer = null;
 
-async function api(path, options) {
+async function api(path, options = {}) {
   let response;
+  if (options.method === "POST") options.headers = {...(options.headers || {}), "X-CSRF-Token": CSRF};
   try {
     response = await fetch(path, options);
   } catch (err) {
@@ -33,14 +37,20 @@ function render(reply, messageId = "message") {
   $("lock-screen").dataset.state = state;
   $("lock-title").textContent = TITLES[state] || state;
   $("unlock").hidden = state === "unlocked";
-  $("unlock").disabled = state === "not_enrolled" || state === "locked_out";
+  $("unlock").disabled = !["locked"].includes(state);
   $("lock-again").hidden = state !== "unlocked";
+  $("pin-row").hidden = state === "unlocked" || !status.pin_set;
   $("forget").disabled = !status.enrolled;
-  $("enroll-state").textContent = status.enrolled
-    ? "Enrolled: " + status.user_id + (state === "unlocked" ? "." : ". Unlock to change or delete the face.")
-    : "Nobody is enrolled: upload photos of one face, or take camera frames.";
-  $("d-failures").textContent = state === "locked_out" ? "locked out after " + status.max_failures + " in a row"
+  $("enroll-state").textContent = state === "not_enrolled"
+    ? "Nobody is enrolled: choose a PIN, then upload photos of one face or take camera frames."
+    : "Enrolled: " + status.user_id + (state === "unlocked" && status.manage_for > 0 ? "." :
+      ". To change or delete the face, unlock first or enter the PIN here.");
+  $("enroll-pin-label").textContent = state === "not_enrolled" ? "Choose a PIN (4-16 digits)" : "PIN";
+  $("d-failures").textContent = state === "unlocked" ? "–"
+    : state === "pin_required" ? status.failures + " failed: PIN required"
+    : state === "locked_out" ? "locked out after " + status.failures + " in a row"
     : status.failures + " of " + status.max_failures;
+  $("d-score-row").hidden = !status.debug;
   $("d-time").textContent = status.median_decision_ms === null ? "–"
     : (reply.decision ? reply.decision.decision_ms.toFixed(0) + " ms, " : "") +
       "median " + status.median_decision_ms.toFixed(0) + " ms over " + status.frames_timed + " frames";
@@ -50,12 +60,32 @@ function render(reply, messageId = "message") {
     const d = reply.decision;
     $("decision").dataset.reason = d.reason;
     $("d-reason").textContent = d.reason.replaceAll("_", " ");
-    $("d-score").textContent = d.score === null ? "– (no face verified)"
-      : d.score.toFixed(2) + (d.score >= d.threshold ? " ≥ " : " < ") + "threshold " + d.threshold.toFixed(2);
+    if (status.debug) {
+      $("d-score").textContent = d.score == null ? "– (no face verified)"
+        : d.score.toFixed(2) + (d.score >= d.threshold ? " ≥ " : " < ") + "threshold " + d.threshold.toFixed(2);
+    }
     say("message", d.message, !d.accepted);
   }
   if (reply.error) say(messageId, reply.error, true);
   startCountdown(status.locked_for);
+  startRelock(status.relock_in);
+}
+
+// An unlocked screen locks again by itself (the server decides; the page shows the time left).
+function startRelock(seconds) {
+  clearInterval(relockTimer);
+  $("relock").hidden = !(seconds > 0);
+  if (!(seconds > 0)) return;
+  relockAt = performance.now() + seconds * 1000;
+  const tick = async () => {
+    const left = Math.ceil((relockAt - performance.now()) / 1000);
+    if (left > 0) { $("relock").textContent = "Locks again in " + left + " s"; return; }
+    clearInterval(relockTimer);
+    render(await api("/api/status"));
+    say("message", "Locked again after a while unlocked. Look at the camera and press Unlock.", false);
+  };
+  tick();
+  relockTimer = setInterval(tick, 250);
 }
 
 function startCountdown(seconds) {
@@ -133,14 +163,27 @@ async function unlock() {
   render(await api("/api/verify", {method: "POST", headers: {"Content-Type": "image/jpeg"}, body: frame}));
 }
 
+async function unlockWithPin() {
+  const pin = $("pin").value;
+  $("pin").value = "";
+  const reply = await api("/api/pin", {method: "POST", headers: {"Content-Type": "application/json"},
+                                       body: JSON.stringify({pin})});
+  render(reply);
+  if (reply.message) say("message", reply.message, false);
+}
+
 async function enroll(files) {
   const form = new FormData();
   files.forEach(([blob, name]) => form.append("image", blob, name));
+  if ($("enroll-pin").value) form.append("pin", $("enroll-pin").value);
   say("enroll-message", "Enrolling " + files.length + " image(s)…", false);
   const reply = await api("/api/enroll", {method: "POST", body: form});
   render(reply, "enroll-message");
-  if (!reply.error) say("enroll-message", reply.message, false);
-  if (!reply.error) say("message", "Look at the camera and press Unlock.", false);
+  if (!reply.error) {
+    $("enroll-pin").value = "";
+    say("enroll-message", reply.message, false);
+    say("message", "Look at the camera and press Unlock.", false);
+  }
 }
 
 async function enrollFromCamera() {
@@ -164,8 +207,9 @@ function enrollFromFiles() {
   enroll(files.map((f) => [f, f.name]));
 }
 
-async function post(path, messageId) {
-  const reply = await api(path, {method: "POST"});
+async function post(path, messageId, body) {
+  const reply = await api(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                 body: JSON.stringify(body || {})});
   render(reply, messageId);
   if (reply.message) say(messageId, reply.message, false);
 }
@@ -173,7 +217,13 @@ async function post(path, messageId) {
 window.addEventListener("DOMContentLoaded", async () => {
   $("unlock").onclick = unlock;
   $("lock-again").onclick = () => post("/api/lock", "message");
-  $("forget").onclick = () => post("/api/forget", "enroll-message");
+  $("forget").onclick = () => {
+    const pin = $("enroll-pin").value;
+    $("enroll-pin").value = "";
+    post("/api/forget", "enroll-message", pin ? {pin} : {});
+  };
+  $("pin-unlock").onclick = unlockWithPin;
+  $("pin").onkeydown = (e) => { if (e.key === "Enter") unlockWithPin(); };
   $("enroll-upload").onclick = enrollFromFiles;
   $("enroll-camera").onclick = enrollFromCamera;
   $("source-prev").onclick = () => showSourceFrame(sourceIndex - 1);
@@ -184,5 +234,6 @@ window.addEventListener("DOMContentLoaded", async () => {
   };
   render(await api("/api/status"));
   if (status && status.state === "locked") say("message", "Look at the camera and press Unlock.", false);
+  if (status && status.state === "recovery_needed") say("message", "Enter the PIN to unlock, then enroll again.", true);
   await startCamera();
 });

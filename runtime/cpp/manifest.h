@@ -1,0 +1,44 @@
+// The bundle's manifest: the C++ twin of runtime/manifest.py and the
+// manifest half of runtime/trust.py (open_manifest). The signature over the
+// manifest's exact bytes is checked against the app's key before any byte of
+// it is parsed; then the same field checks as Python, same refusals
+// (HV_SIGNATURE for the signature, HV_BUNDLE for everything else).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace hyperverify {
+
+constexpr size_t kMaxManifestBytes = 1 << 20;      // manifest.py MAX_MANIFEST_BYTES
+constexpr size_t kMaxBundleFileBytes = 256u << 20;  // manifest.py MAX_BUNDLE_FILE_BYTES
+constexpr int kBundleFormat = 2;
+constexpr const char* kProgramRole = "executorch-xnnpack";
+
+struct Manifest {
+  std::string model_version;
+  std::string layout_hash;
+  std::vector<std::string> generated;
+  double threshold = 0.0;  // the floor of every user's threshold
+  std::map<std::string, std::string> files;     // relative path -> sha256 hex
+  std::map<std::string, std::string> programs;  // role -> relative path
+};
+
+// Check and parse manifest bytes (no signature check).
+Result<Manifest> parse_manifest(const uint8_t* data, size_t size);
+
+// Read bundle/manifest.json; with a key (32 raw bytes) first verify
+// bundle/manifest.json.sig over its exact bytes; then parse.
+Result<Manifest> open_manifest(const std::string& bundle, const uint8_t* public_key32);
+
+// A listed bundle file's bytes, confined to the bundle and checked against
+// the manifest's sha256.
+Result<std::vector<uint8_t>> checked_file(const std::string& bundle, const Manifest& manifest,
+                                          const std::string& relative);
+
+}  // namespace hyperverify

@@ -1,0 +1,396 @@
+"""Issue 11's attacks on the Python runtime, each a regression test: the trust root (app-held key and
+policy, signed manifest, threshold floor), bounded inputs and the build tools' hygiene.
+
+The attacks that need a face run on a real bundle built from the committed model and real LFW faces;
+the rest on small files made here. Keys are test keys made here, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hyperverify.converters.bundle import build_bundle, write_signed_manifest
+from hyperverify.runtime import TrustPolicy, load
+from hyperverify.runtime.errors import ImageError
+from hyperverify.runtime.image_io import MAX_PIXELS, decode_image, read_image
+from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, checked_file, parse_manifest,
+                                          read_manifest, sha256_bytes)
+from hyperverify.runtime.trust import ManifestSignatureError, TrustError, accepts, open_manifest, threshold_floor
+from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LengthError, SignatureError, UserFileError, UserWeights,
+                                           read_user_file, write_user_file)
+from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
+from hyperverify.sdk.export_user import bundle_inputs
+from hyperverify.sdk.signing import public_raw
+from tests.conftest import lfw_image
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))  # the app's backend (test key)
+TRUST = TrustPolicy.signed(public_raw(KEY))
+UNSIGNED = TrustPolicy.allow_unsigned("tests: attacks on unsigned deployments")
+VECTORS = Path(__file__).parent / "vectors"
+VECTOR_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # tests/vectors/make_vectors.py KEY
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default()
+
+
+@pytest.fixture(scope="module")
+def bundle(model, tmp_path_factory) -> Path:
+    net, extra = model
+    target = tmp_path_factory.mktemp("trust") / "bundle"
+    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
+    return target
+
+
+@pytest.fixture(scope="module")
+def owner_weights(model, lfw) -> UserWeights:
+    net, extra = model
+    return enroll([lfw_image(lfw, "George_W_Bush", i) for i in (1, 2, 3)], net, extra, user_id="gwb")
+
+
+def _forged(weights: UserWeights, **changes) -> UserWeights:
+    return UserWeights(**{**weights.__dict__, **changes})
+
+
+def _stranger(lfw: Path) -> np.ndarray:
+    return read_image(lfw_image(lfw, "Abel_Pacheco", 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# the trust policy belongs to the app
+
+
+def test_a_policy_needs_a_key_or_a_named_opt_out() -> None:
+    with pytest.raises(TrustError):
+        TrustPolicy()
+    with pytest.raises(TrustError):
+        TrustPolicy.allow_unsigned("  ")
+    with pytest.raises(TrustError):
+        TrustPolicy(public_key=public_raw(KEY), unsigned_reason="both")
+    with pytest.raises(TrustError):
+        TrustPolicy.signed(b"short")
+    assert TrustPolicy.signed(public_raw(KEY).hex()) == TRUST and TRUST.requires_signatures
+    assert not UNSIGNED.requires_signatures
+
+
+def test_load_takes_the_policy_from_the_app_only(bundle, owner_weights, tmp_path) -> None:
+    """Attack 3/4: ``load(bundle, user)`` with the policy read from the bundle is gone."""
+    write_user_file(tmp_path / "owner.hvu", owner_weights, KEY)
+    with pytest.raises(TypeError):
+        load(bundle, tmp_path / "owner.hvu")  # no policy, no load
+    assert load(bundle, tmp_path / "owner.hvu", TRUST).threshold >= read_manifest(bundle).threshold
+
+
+def test_relaxing_the_manifest_does_not_relax_the_app(bundle, owner_weights, tmp_path) -> None:
+    """Attack 4: ``require_signature: false`` (or any edit) in a signed bundle's manifest."""
+    forged_user = tmp_path / "forged.hvu"
+    write_user_file(forged_user, _forged(owner_weights, threshold=-3e38))  # unsigned, any face passes
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle, edited)
+    manifest = json.loads((edited / "manifest.json").read_text())
+    manifest["require_signature"] = False
+    manifest["public_key"] = ""
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestSignatureError):
+        load(edited, forged_user, TRUST)
+    (edited / "manifest.json.sig").unlink()  # and with no signature at all
+    with pytest.raises(ManifestSignatureError, match="requires a signed bundle"):
+        load(edited, forged_user, TRUST)
+    with pytest.raises(SignatureError):  # the untouched bundle refuses the unsigned file
+        load(bundle, forged_user, TRUST)
+
+
+def test_a_manifest_signed_by_another_key_is_refused(bundle, tmp_path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    write_signed_manifest(other, read_manifest(bundle), Ed25519PrivateKey.from_private_bytes(bytes(32)))
+    with pytest.raises(ManifestSignatureError, match="not signed by the app's key"):
+        open_manifest(other, TRUST)
+    assert open_manifest(other, UNSIGNED) == read_manifest(bundle)  # only the named opt-out skips it
+
+
+# ---------------------------------------------------------------------------------------------
+# the threshold: the manifest's calibrated one is a floor; non-finite never accepts
+
+
+@pytest.mark.parametrize("threshold", [-3e38, 0.0, -1.0])
+def test_a_forged_low_threshold_is_floored(bundle, owner_weights, lfw, tmp_path, threshold) -> None:
+    """Attack 3: an unsigned file with threshold -3e38 (or 0) accepted any face."""
+    path = tmp_path / "low.hvu"
+    write_user_file(path, _forged(owner_weights, threshold=threshold))
+    verifier = load(bundle, path, UNSIGNED)
+    assert verifier.threshold == read_manifest(bundle).threshold
+    result = verifier.verify(_stranger(lfw), "rgb")
+    assert result.reason == "rejected" and not result.accepted, result
+
+
+def test_zero_weights_with_threshold_zero_do_not_unlock(bundle, owner_weights, lfw, tmp_path) -> None:
+    path = tmp_path / "zero.hvu"
+    write_user_file(path, _forged(owner_weights, theta=np.zeros_like(owner_weights.theta), threshold=0.0))
+    result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
+    assert result.score == 0.0 and not result.accepted
+
+
+def test_weights_that_make_the_score_infinite_do_not_unlock(bundle, owner_weights, lfw, tmp_path) -> None:
+    """Attack 3: huge finite weights overflow f's logit to +inf (or NaN)."""
+    path = tmp_path / "inf.hvu"
+    write_user_file(path, _forged(owner_weights, theta=np.full_like(owner_weights.theta, 3e38), dtype="float32"))
+    result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
+    assert not np.isfinite(result.score) and not result.accepted, result
+
+
+def test_the_accept_rule() -> None:
+    assert accepts(1.0, 1.0) and not accepts(0.999, 1.0)
+    for score in (float("inf"), float("nan"), -float("inf")):
+        assert not accepts(score, -3e38)
+    assert not accepts(1.0, float("nan"))
+    assert threshold_floor(4.0, -3e38) == 4.0 and threshold_floor(4.0, 5.0) == 5.0
+    with pytest.raises(BundleError):
+        threshold_floor(float("nan"), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded inputs: files, bundle paths, images
+
+
+def test_a_huge_user_file_is_refused_before_it_is_read(tmp_path) -> None:
+    """Attack 8: a 1 GiB user file was read whole before its length was checked."""
+    path = tmp_path / "huge.hvu"
+    with open(path, "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: costs no disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(LengthError, match="more than"):
+        read_user_file(path)
+    assert time.perf_counter() - start < 0.5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: nothing big read
+    path.write_bytes(b"\x00" * (MAX_FILE_SIZE + 1))
+    with pytest.raises(LengthError):
+        read_user_file(path)
+
+
+def test_a_huge_manifest_is_refused(tmp_path) -> None:
+    (tmp_path / "manifest.json").write_bytes(b" " * ((1 << 20) + 1))
+    with pytest.raises(BundleError, match="more than"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("path", ["../outside.pte", "/etc/passwd", "a/../../x", "./x", "a//b", "a\\..\\x", ""])
+def test_manifest_paths_stay_inside_the_bundle(bundle, path) -> None:
+    """Attack 8: a manifest naming ``../`` or an absolute path."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["programs"]["executorch-xnnpack"] = path
+    manifest["files"][path] = "0" * 64
+    with pytest.raises(BundleError):
+        parse_manifest(json.dumps(manifest).encode())
+    with pytest.raises(BundleError):
+        bundle_path(bundle, path)
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(bundle, tmp_path) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"outside")
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    (copy / "link.bin").symlink_to(secret)
+    manifest = read_manifest(copy)
+    manifest = Manifest(**{**manifest.__dict__, "files": {**manifest.files, "link.bin": sha256_bytes(b"outside")}})
+    with pytest.raises(BundleError, match="outside the bundle"):
+        checked_file(copy, manifest, "link.bin")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height, followed by a tiny valid IDAT of a few rows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [20000, 60000, 7000])
+def test_a_huge_declared_image_is_refused_from_its_header(side) -> None:
+    """Attack 6: a 20000x20000 PNG cost 18 s and 2.7 GB; 60000x60000 raised an untyped OpenCV error."""
+    data = _png_header(side, side)
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="pixels"):
+        decode_image(data, "bomb.png")
+    assert time.perf_counter() - start < 1.0
+    assert side * side > MAX_PIXELS
+
+
+def test_a_corrupt_image_under_the_cap_is_an_image_error() -> None:
+    """A header Pillow reads, pixel data OpenCV cannot decode: a typed refusal."""
+    with pytest.raises(ImageError):
+        decode_image(_png_header(640, 480)[:-12], "cut.png")
+
+
+def test_a_truncated_jpeg_with_an_end_marker_appended_is_refused(lfw) -> None:
+    """Attack 9: the last-two-bytes check passed a truncated JPEG with ``FFD9`` appended."""
+    data = lfw_image(lfw, "Abel_Pacheco", 1).read_bytes()
+    for fraction in (0.3, 0.6, 0.95):
+        with pytest.raises(ImageError, match="JPEG"):
+            decode_image(data[:int(len(data) * fraction)] + b"\xff\xd9", "cut.jpg")
+    assert decode_image(data, "whole.jpg").shape == (250, 250, 3)
+
+
+def test_big_camera_frames_are_refused() -> None:
+    from hyperverify.runtime.image_io import frame_to_rgb
+
+    with pytest.raises(ImageError, match="megapixels"):
+        frame_to_rgb(np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (8000, 6000, 3), (0, 0, 0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints and build hygiene
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['HV_PLANTED_MARKER']}",))
+
+
+def test_a_planted_checkpoint_cannot_run_code(tmp_path, monkeypatch) -> None:
+    """Attack 7: ``train`` resumed with ``torch.load(weights_only=False)``."""
+    from hyperverify.runtime.errors import HyperverifyError
+    from hyperverify.sdk.train import load_checkpoint
+
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("HV_PLANTED_MARKER", str(marker))
+    torch.save({"config": {}, "payload": _Planted()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(HyperverifyError, match="not a loadable training checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    assert not marker.exists()
+
+
+def test_training_checkpoints_are_weights_only_loadable(tmp_path) -> None:
+    from hyperverify.sdk.hypernet import HyperModel, ModelConfig
+    from hyperverify.sdk.train import load_checkpoint
+
+    model = HyperModel(ModelConfig("head"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    torch.save({"config": {"model": {"generate": "head"}, "train": {"steps": 3}}, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "step": 3, "history": [{"step": 3, "loss": 0.5}]},
+               tmp_path / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 3 and set(state["model"]) == set(model.state_dict())
+
+
+def test_stale_staging_folders_are_removed_by_the_next_build(model, tmp_path) -> None:
+    """Attack 9: ``.tmp-bundle-*`` and ``.old-bundle-*`` of crashed builds were never cleaned."""
+    net, extra = model
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    for name in (f".tmp-bundle-{dead}-abc", f".old-bundle-{dead}", ".tmp-bundle-x1y2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "junk").write_bytes(b"x")
+    alive = tmp_path / f".tmp-bundle-{os.getppid()}-live"  # a running build's folder stays
+    alive.mkdir()
+    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), tmp_path / "bundle", KEY)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["bundle", alive.name, ".tmp-bundle-x1y2"]), left
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded fuzz (runs in CI): malformed manifests and user files give typed refusals only
+
+
+def _good_manifest_bytes() -> bytes:
+    from hyperverify.runtime import spec
+
+    generated = spec.GENERATE_MODES["head"]
+    manifest = Manifest(model_version="0123456789abcdef", layout_hash=spec.layout_hash(generated),
+                        generated=list(generated), threshold=4.0, target_far=1e-3,
+                        files={"verifier-xnnpack.pte": "a" * 64}, programs={"executorch-xnnpack": "verifier-xnnpack.pte"})
+    return manifest.to_json().encode()
+
+
+GOOD_MANIFEST = _good_manifest_bytes()
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                         max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_manifests_raise_bundle_error_only(data) -> None:
+    blob = bytearray(GOOD_MANIFEST)
+    kind = data.draw(st.sampled_from(["bytes", "field", "drop", "extra"]))
+    if kind == "bytes":
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(0, len(blob) - 1))
+            blob[at:at + data.draw(st.integers(0, 3))] = data.draw(st.binary(max_size=3))
+    else:
+        raw = json.loads(GOOD_MANIFEST)
+        name = data.draw(st.sampled_from(sorted(raw)))
+        if kind == "field":
+            raw[name] = data.draw(_json_values)
+        elif kind == "drop":
+            del raw[name]
+        else:
+            raw[data.draw(st.text(max_size=6))] = data.draw(_json_values)
+        blob = bytearray(json.dumps(raw).encode())
+    try:
+        parse_manifest(bytes(blob))
+    except BundleError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzzed_user_files_raise_user_file_error_only_and_never_pass_a_signed_policy(data) -> None:
+    source = data.draw(st.sampled_from(["good_fp16.hvu", "good_fp32.hvu", "good_signed.hvu"]))
+    blob = bytearray((VECTORS / source).read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at:at + data.draw(st.integers(0, 4))] = data.draw(st.binary(max_size=4))
+    from hyperverify.runtime import user_file as uf
+
+    key = VECTOR_KEY.public_key()
+    try:
+        weights = uf.decode(bytes(blob), public_key=key, require_signature=True)
+    except UserFileError:
+        return
+    assert bytes(blob) == (VECTORS / "good_signed.hvu").read_bytes(), \
+        "a damaged file passed a signed policy"
+    assert weights.signed
+
+
+# ---------------------------------------------------------------------------------------------
+# signing on by default in the CLI
+
+
+def test_enroll_signs_by_default_with_a_private_key_outside_the_repo(lfw, tmp_path) -> None:
+    """Attack 3: unsigned was the default of the tools. The key is made once, 0600, in
+    $XDG_CONFIG_HOME/hyperverify (the tests point it at a temporary folder)."""
+    from hyperverify.sdk.signing import default_key_path, load_private_key
+    from tests.test_cli import run
+
+    key_path = default_key_path()
+    assert str(key_path).startswith(os.environ["XDG_CONFIG_HOME"])
+    done = run("enroll", str(lfw_image(lfw, "George_W_Bush", 1)), "--out", str(tmp_path / "me.hvu"))
+    assert done.returncode == 0, done.stderr
+    assert key_path.stat().st_mode & 0o777 == 0o600 and f"signed with {key_path}" in done.stdout
+    public = load_private_key(key_path).public_key()
+    assert uf_read_signed(tmp_path / "me.hvu", public).signed
+    help_text = run("verify", "--help").stdout + run("build-sdk", "--help").stdout
+    assert "--public-key" in help_text and "--allow-unsigned" in help_text and "signing-key.pem" in help_text
+
+
+def uf_read_signed(path: Path, public) -> UserWeights:
+    return read_user_file(path, public_key=public, require_signature=True)
