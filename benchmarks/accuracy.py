@@ -308,7 +308,8 @@ def report() -> str:
     for name, label in (("distill-paper-1200", "distill only (1200 steps)"),
                         ("distill-paper-nobn-1200", "distill only, no BatchNorm (1200 steps)"),
                         ("stage2-paper-1200", "distill 1200 + paper's objectives 600, generator from s P^T e + b"),
-                        ("stage2-paper-1200-nobase", "distill 1200 + objectives 600, generator not from P^T e")):
+                        ("stage2-paper-1200-nobase", "distill 1200 + objectives 600, generator not from P^T e"),
+                        ("stage2-paper-nobn-1200", "distill 1200 without BatchNorm + objectives 600, from s P^T e + b")):
         r = load(name)
         if r:
             out.append(_row(label, r, f"{r['steps_per_second']:.2f} steps/s, {r['seconds'] / 60:.1f} min"))
