@@ -1,9 +1,19 @@
 """One-way accuracy of f (issue 9): distillation, trunk layouts, the two-stage recipe, refinement.
 
-    python benchmarks/accuracy.py --part distill --layout paper --steps 1500   # one View 1 row
-    python benchmarks/accuracy.py --part layouts --steps 1500                  # every layout, distill only
-    python benchmarks/accuracy.py --part recipe --steps 1500 --stage2-steps 1000   # stage-2 ablations
-    python benchmarks/accuracy.py --part view2 ...                             # the long run (models A, B)
+Every run below was made with ``HYPERVERIFY_DATA=../shared/data OMP_NUM_THREADS=1``:
+
+    python benchmarks/accuracy.py --part distill --layout paper --steps 1200 --tag=-1200          # distill only
+    python benchmarks/accuracy.py --part distill --layout paper --steps 1200 --no-bn --tag=-1200  # no BatchNorm
+    python benchmarks/accuracy.py --part stage2 --student paper-1200 --steps 600                  # + paper's objectives
+    python benchmarks/accuracy.py --part stage2 --student paper-1200 --steps 600 --no-base        # fresh generator
+    python benchmarks/accuracy.py --part refine --model runs/stage2-paper-1200/model.pt --l2 1e-2 1e-3 1e-1
+    python benchmarks/accuracy.py --part layouts --layouts five wide-early stem5 --steps 600 --tag=-600
+    python benchmarks/accuracy.py --part view2 --model-name A --steps 1200 --stage2-steps 1000 --eval-every 200 --l2 1e-2 --tag=-long
+    python benchmarks/accuracy.py --part view2 --model-name B   (same options; A and B run in parallel)
+    python benchmarks/accuracy.py --part view2-summary --tag=-long    # the View 2 figure + learning curve
+    python benchmarks/accuracy.py --part report                       # benchmarks/results/accuracy.md
+
+A killed ``view2`` run resumes from ``runs/acc-view2<tag>-<model>/`` (distill.pt, checkpoint.pt).
 
 Development is on LFW View 1: training people are celeba940 (minus ids that match LFW people, see
 ``EXCLUDED_CELEBA``) and peopleDevTrain; scores are one-way on pairsDevTest (accuracy by 10-fold
@@ -334,6 +344,35 @@ def report() -> str:
     return text
 
 
+def refine_view2_part(args) -> dict:
+    """An existing model (e.g. sdk/default_model, model A) on its own held-out View 2 folds, generated vs
+    refined heads; the bank is built from its training people (celeba940 + its train_folds' people)."""
+    from hyperverify.sdk.hypernet import load_model
+    from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary
+    from hyperverify.sdk.oneway import pair_scores
+    from hyperverify.sdk.recipe import fold_people
+
+    model, extra = load_model(args.model)
+    lfw, celeba = load_sets(progress=False)
+    folds = fold_people()
+    people = set().union(*(folds[k] for k in extra["train_folds"]))
+    data = build_trainset([(celeba, None), (lfw, people)])
+    test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
+    held = extra["test_folds"]
+    take = np.isin(test.fold, held)
+    sub = type(test)(tuple(np.array(test.a)[take]), tuple(np.array(test.b)[take]), test.same[take], test.fold[take])
+    base = hyper_verifier(model)
+    bank = build_bank(base.features, data.images, data.labels, RefineConfig().bank_size, 0)
+    out = {"model": str(args.model), "test_folds": held}
+    for label, verifier in (("generated", base), ("refined", refined(base, bank, RefineConfig(l2=args.l2[0])))):
+        scores = pair_scores(verifier, lfw, sub)
+        accs = held_out_fold_accuracy(scores, sub.same, sub.fold, [held])
+        out[label] = {"fold_accuracy": accs, "accuracy_mean": float(np.mean(accs)), **roc_summary(scores, sub.same),
+                      "attempts": attempt_metrics(verifier, lfw, set().union(*(folds[k] for k in held)))}
+        print(label, out[label]["accuracy_mean"], flush=True)
+    return out
+
+
 def save(part: str, tag: str, result) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"accuracy-{part}{tag}.json"
@@ -375,7 +414,7 @@ def refine_part(v: View1, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary", "report"), required=True)
+    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary", "report", "refine-view2"), required=True)
     parser.add_argument("--model-name", choices=("A", "B"), default="A", help="view2: which of the two models")
     parser.add_argument("--stage2-steps", type=int, default=1000, help="view2: stage-2 steps after --steps of distillation")
     parser.add_argument("--eval-every", type=int, default=500, help="view2: learning-curve and checkpoint interval")
@@ -397,7 +436,7 @@ def main() -> int:
     if args.part == "report":
         print(report())
         return 0
-    v = view1() if not args.part.startswith("view2") else None
+    v = view1() if not args.part.startswith(("view2", "refine-view2")) else None
     if args.part == "distill":
         config = DistillConfig(layout=args.layout, batch_norm=not args.no_bn, steps=args.steps, batch=args.batch, lr=args.lr)
         name = f"{args.layout}{'-nobn' if args.no_bn else ''}{args.tag}"
@@ -411,6 +450,9 @@ def main() -> int:
         result = view2_part(args)
         args.part = f"view2{args.tag}-{args.model_name}"
         args.tag = ""
+    elif args.part == "refine-view2":
+        result = refine_view2_part(args)
+        args.part = f"refine-view2-{args.model.parent.name}{args.tag}"
     elif args.part == "view2-summary":
         result = view2_summary(args.tag)
         args.part = f"view2{args.tag}-summary"
