@@ -19,6 +19,7 @@ from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.user_file import UserWeights
 from hyperverify.sdk.backbone import embed
 from hyperverify.sdk.hypernet import HyperModel, load_model, model_version
+from hyperverify.sdk.refine import config_of, refine_theta
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model" / "model.pt"
 
@@ -45,8 +46,12 @@ def aligned_crops(images: Sequence[str | Path | np.ndarray], aligner: FaceAligne
 
 
 def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None = None, extra: dict | None = None,
-           user_id: str = "owner", dtype: str = "float16") -> UserWeights:
-    """Generate a user's verifier from 1..N face images (paths or RGB uint8 arrays)."""
+           user_id: str = "owner", dtype: str = "float16", refine: bool | None = None) -> UserWeights:
+    """Generate a user's verifier from 1..N face images (paths or RGB uint8 arrays).
+
+    ``refine`` (default: when the model carries a bank) refines the generated head on the user's own
+    images (``sdk.refine``); the model's threshold must then have been calibrated on refined heads,
+    which ``extra["refine"]`` records together with the bank."""
     if not images:
         raise HyperverifyError("enrollment needs at least one image")
     if model is None:
@@ -54,9 +59,15 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
     extra = extra or {}
     if "threshold" not in extra:
         raise HyperverifyError("the model has no calibrated threshold; retrain with `hyperverify train`")
-    embeddings = torch.from_numpy(embed(aligned_crops(images)))
+    crops = aligned_crops(images)
+    embeddings = torch.from_numpy(embed(crops))
     with torch.no_grad():
-        theta = model.theta(embeddings[None])[0].numpy()
+        theta = model.theta(embeddings[None])[0]
+    if refine is None:
+        refine = config_of(extra) is not None
+    if refine:
+        theta = refine_theta(model, extra, spec.reduce_crop(crops), theta)
+    theta = theta.numpy()
     return UserWeights(theta=theta, threshold=float(extra["threshold"]),
                        layout_hash=spec.layout_hash(model.config.generated),
                        model_version=model_version(model), user_id=user_id, dtype=dtype)

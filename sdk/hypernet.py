@@ -29,10 +29,13 @@ MODEL_FORMAT = 1
 class ModelConfig:
     generate: str = "head"  # a key of spec.GENERATE_MODES
     hidden: int = 512
+    base: bool = False  # head = s * P^T e + b + MLP residual (sdk.distill's projection head as the start)
 
     def __post_init__(self) -> None:
         if self.generate not in spec.GENERATE_MODES:
             raise ValueError(f"generate must be one of {sorted(spec.GENERATE_MODES)}, got {self.generate!r}")
+        if self.base and self.generate != "head":
+            raise ValueError("base (the projection head) needs generate='head'")
 
     @property
     def generated(self) -> tuple[str, ...]:
@@ -57,6 +60,11 @@ class Generator(torch.nn.Module):
     The raw output is unit-scale; multiplying by a per-slice fan-in scale makes a freshly
     initialised generator emit weights like a standard initialisation, and the norm penalty
     is measured in these units (so it means the same for every slice).
+
+    With ``config.base`` the head is ``s * P^T e + b`` plus the MLP's output as a residual: P
+    (128 x features), s and b come from distillation (``sdk.distill``), the MLP's last layer starts
+    at zero, so training starts from the distilled verifier, and the norm penalty on the raw (MLP)
+    output regularises the generator towards it.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -74,6 +82,13 @@ class Generator(torch.nn.Module):
             probe = F.normalize(torch.randn(256, EMBEDDING_DIM), dim=1)
             self.net[-1].bias.zero_()
             self.net[-1].weight /= self.net(probe).std()
+        self.base = config.base
+        if config.base:
+            with torch.no_grad():
+                self.net[-1].weight.zero_()
+            self.projection = torch.nn.Parameter(torch.zeros(EMBEDDING_DIM, spec.FEATURES))
+            self.base_scale = torch.nn.Parameter(torch.ones(()))
+            self.base_bias = torch.nn.Parameter(torch.zeros(()))
 
     def raw(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Unit-scale output for Bx128 (one face) or BxNx128 (N enrollment faces, mean-pooled)."""
@@ -81,8 +96,17 @@ class Generator(torch.nn.Module):
             embeddings = embeddings.mean(1)
         return self.net(F.normalize(embeddings, dim=-1))
 
+    def compose(self, embeddings: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """theta from the raw (MLP) output: scaled, plus the projection head when ``base``."""
+        theta = raw * self.scale
+        if not self.base:
+            return theta
+        e = F.normalize(embeddings.mean(1) if embeddings.dim() == 3 else embeddings, dim=-1)
+        head = torch.cat([self.base_scale * e @ self.projection, self.base_bias.expand(len(e), 1)], dim=1)
+        return theta + head
+
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.raw(embeddings) * self.scale
+        return self.compose(embeddings, self.raw(embeddings))
 
 
 class HyperModel(torch.nn.Module):

@@ -134,7 +134,7 @@ class PairModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, anchors: torch.Tensor, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw = self.model.generator.raw(emb)
-        theta = raw * self.model.generator.scale
+        theta = self.model.generator.compose(emb, raw)
         if self.model.config.generate == "head":
             logits = self.model.score_matrix(x, theta)[anchors, probes]
         else:
@@ -206,15 +206,21 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 
 def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_dir: Path,
           monitor: Callable[[HyperModel], dict[str, float]] | None = None, progress: bool = True,
-          extra: dict | None = None) -> tuple[HyperModel, list[dict]]:
+          extra: dict | None = None, initial_state: dict[str, torch.Tensor] | None = None) -> tuple[HyperModel, list[dict]]:
     """Train, checkpointing to ``out_dir/checkpoint.pt`` (resumed if present and of the same config),
-    and write ``out_dir/model.pt``. Returns the model and the learning-curve history."""
+    and write ``out_dir/model.pt``. Returns the model and the learning-curve history.
+
+    ``initial_state``: the model's starting weights (stage 2 after distillation, ``sdk.distill.stage2_state``)
+    instead of a fresh initialisation; a resumed checkpoint overrides it."""
     rank, world = _distributed()
     if config.micro_batches % world:
         raise ValueError(f"micro_batches ({config.micro_batches}) must be a multiple of the world size ({world})")
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
-    model = HyperModel(model_config).to(device)
+    model = HyperModel(model_config)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"

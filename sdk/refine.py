@@ -1,0 +1,143 @@
+"""Enrollment-time refinement of a user's head: the generated head is the prior, the user's own
+trunk features say where it should move.
+
+Objective (w: F head weights, b: bias; the prior w0, b0 is the generated head):
+    0.5 * mean_pos BCE(w.f + b, 1) + 0.5 * mean_bank BCE(w.f + b, 0) + l2 / 2 * (|w - w0|^2 + (b - b0)^2)
+positives: the trunk features of the enrollment photo(s), their mirror images and ``augmented``
+views per photo (small shifts and scales, brightness and contrast); negatives: a ``bank`` of real
+trunk features of training people (one image per identity, fp16, stored with the model and rebuilt
+with its trunk: the features only mean something for the trunk that computed them). Class-balanced,
+so the bank's size does not move the decision. Solved by L-BFGS from the prior (tens of 2000 x F
+matrix-vector products, no autograd: milliseconds on one thread).
+
+The user's values keep their shape (F + 1), so the runtime graph and the user file are unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import minimize
+
+from hyperverify.runtime import spec
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    l2: float = 1e-2
+    augmented: int = 4  # augmented views per enrollment photo, besides the photo and its mirror
+    iterations: int = 15
+    bank_size: int = 2000
+    seed: int = 0
+
+
+def enrollment_views(small: np.ndarray, augmented: int, seed: int) -> torch.Tensor:
+    """k x 64x64x3 uint8 enrollment images -> normalised views: each photo, its mirror, and
+    ``augmented`` jittered copies (shift +-3 %, scale +-5 %, mirror at random, contrast, brightness)."""
+    x = torch.from_numpy(spec.to_input(small))
+    views = [x, x.flip(3)]
+    if augmented:
+        generator = torch.Generator().manual_seed(seed)
+        rep = x.repeat_interleave(augmented, 0)
+        n = len(rep)
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.rand(n, generator=generator) * (high - low) + low
+
+        flip = torch.rand(n, generator=generator) < 0.5
+        scale = uniform(0.95, 1.05)
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = scale * torch.where(flip, -1.0, 1.0)
+        theta[:, 1, 1] = scale
+        theta[:, 0, 2] = uniform(-0.06, 0.06)
+        theta[:, 1, 2] = uniform(-0.06, 0.06)
+        grid = F.affine_grid(theta, list(rep.shape), align_corners=False)
+        rep = F.grid_sample(rep, grid, padding_mode="border", align_corners=False)
+        rep = (rep * uniform(0.8, 1.2)[:, None, None, None] + uniform(-0.15, 0.15)[:, None, None, None]).clamp(-1, 1)
+        views.append(rep)
+    return torch.cat(views)
+
+
+def refine_head(weight: torch.Tensor, bias: torch.Tensor, positives: torch.Tensor, bank: torch.Tensor | np.ndarray,
+                config: RefineConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, b) minimising the objective above from the prior (``weight`` F, ``bias`` scalar); ``bank``
+    as features or, to skip the conversion per user, ``with_bias_column(bank)``.
+
+    L-BFGS (scipy) with the analytic gradient in numpy: each evaluation is two matrix-vector products
+    per side, so no autograd overhead per iteration."""
+    prior = np.concatenate([weight.detach().float().numpy(), bias.detach().float().reshape(1).numpy()]).astype(np.float64)
+    pos = with_bias_column(positives)
+    neg = bank if isinstance(bank, np.ndarray) else with_bias_column(bank)
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        p32 = params.astype(np.float32)
+        zp, zn = pos @ p32, neg @ p32
+        loss = 0.5 * (np.logaddexp(0, -zp).mean() + np.logaddexp(0, zn).mean())
+        grad = 0.5 * (pos.T @ (-_sigmoid(-zp)) / len(pos) + neg.T @ _sigmoid(zn) / len(neg))
+        diff = params - prior
+        return float(loss + 0.5 * config.l2 * diff @ diff), grad.astype(np.float64) + config.l2 * diff
+
+    found = minimize(objective, prior, jac=True, method="L-BFGS-B", options={"maxiter": config.iterations})
+    out = torch.from_numpy(found.x.astype(np.float32))
+    return out[:-1], out[-1]
+
+
+def with_bias_column(features: torch.Tensor) -> np.ndarray:
+    """N x F features -> N x (F + 1) float32 with a column of ones (the bias's input)."""
+    return np.concatenate([features.float().numpy(), np.ones((len(features), 1), np.float32)], 1)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+@torch.no_grad()
+def build_bank(features, images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> torch.Tensor:
+    """fp16 trunk features of one random image each of ``size`` random training identities.
+    ``features``: normalised Bx3x64x64 -> BxF (the trunk the bank is for)."""
+    rng = np.random.default_rng(seed)
+    identities = rng.permutation(np.unique(labels))[:size]
+    rows = np.array([rng.choice(np.flatnonzero(labels == i)) for i in identities])
+    x = torch.from_numpy(spec.to_input(images[rows]))
+    return torch.cat([features(x[i:i + 512]) for i in range(0, len(x), 512)]).half()
+
+
+@torch.no_grad()
+def refined_heads(features, weight: torch.Tensor, bias: torch.Tensor, small: np.ndarray, bank: torch.Tensor,
+                  config: RefineConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refine N users' heads: ``weight`` N x F, ``bias`` N, ``small`` N x k x 64x64x3 enrollment images."""
+    out_w, out_b = torch.empty_like(weight), torch.empty_like(bias)
+    bank = with_bias_column(bank)
+    for i in range(len(weight)):
+        views = enrollment_views(small[i], config.augmented, config.seed + i)
+        out_w[i], out_b[i] = refine_head(weight[i], bias[i], features(views), bank, config)
+    return out_w, out_b
+
+
+def config_of(extra: dict) -> RefineConfig | None:
+    """The refinement a model was built with (``extra["refine"]``), None when it carries no bank."""
+    saved = extra.get("refine")
+    if not saved:
+        return None
+    return RefineConfig(**{k: v for k, v in saved.items() if k != "bank"})
+
+
+@torch.no_grad()
+def refine_theta(model, extra: dict, small: np.ndarray, theta: torch.Tensor) -> torch.Tensor:
+    """A user's generated theta (head mode: 384 weights then the bias) refined on the model's own bank.
+
+    ``small``: k x 64x64x3 uint8, the enrollment images as f sees them."""
+    from hyperverify.converters.torch_verifier import features
+
+    config = config_of(extra)
+    if config is None:
+        raise ValueError("this model carries no refinement bank (extra['refine'])")
+    if model.config.generate != "head":
+        raise ValueError("refinement needs generate='head' (a shared trunk)")
+    shared = model.shared_params()
+    weight, bias = refined_heads(lambda x: features(x, shared), theta[None, :-1], theta[None, -1], small[None],
+                                 extra["refine"]["bank"], config)
+    return torch.cat([weight[0], bias])

@@ -1,0 +1,122 @@
+"""Distillation (folded BatchNorm, the projection head as the generator's start) and refinement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyperverify.converters.torch_verifier import features, unflatten
+from hyperverify.runtime import spec
+from hyperverify.sdk.distill import LAYOUTS, DistillConfig, Student, Trunk, distill, folded_forward, stage2_state, trunk_cost
+from hyperverify.sdk.hypernet import HyperModel, ModelConfig
+from hyperverify.sdk.refine import RefineConfig, refine_head
+
+
+def _trained_statistics(trunk: Trunk) -> Trunk:
+    """A trunk whose BatchNorms have non-trivial running statistics and affine parameters."""
+    torch.manual_seed(0)
+    trunk.train()
+    with torch.no_grad():
+        for _ in range(5):
+            trunk(torch.randn(32, 3, 64, 64) * 1.7 + 0.4)
+        for norm in trunk.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.3, 0.3)
+    return trunk.eval()
+
+
+def test_folded_batch_norm_computes_what_the_trunk_computes() -> None:
+    for layout in ("paper", "five"):
+        trunk = _trained_statistics(Trunk(layout))
+        x = torch.randn(8, 3, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(folded_forward(trunk.folded(), trunk.layers, x), trunk(x), atol=1e-4, rtol=1e-4)
+
+
+def test_folded_paper_trunk_runs_as_the_exported_verifier() -> None:
+    trunk = _trained_statistics(Trunk("paper"))
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(features(x, trunk.shared_slices()), trunk(x), atol=1e-4, rtol=1e-4)
+
+
+def test_layouts_hold_the_paper_budget() -> None:
+    for layout in LAYOUTS:
+        if layout == "big":
+            continue
+        params, flops = trunk_cost(layout)
+        assert params <= 23_000 and flops <= 5_000_000, (layout, params, flops)
+    assert trunk_cost("paper") == (spec.parameter_count(), 3_373_824)
+
+
+def test_generator_starts_at_the_projection_head() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(10), 4)
+    embeddings = F.normalize(torch.randn(40, 128), dim=1).numpy()
+    student = Student("paper")
+    student, _ = distill(images, embeddings, DistillConfig(steps=3, batch=8, warmup=1))
+    config = ModelConfig("head", base=True)
+    model = HyperModel(config)
+    model.load_state_dict(stage2_state(student, config, images, embeddings, labels, sample=40))
+    s, b = model.generator.base_scale.item(), model.generator.base_bias.item()
+    assert s != 1.0 and b != 0.0
+    emb = torch.from_numpy(embeddings[:3])
+    x = torch.from_numpy(spec.to_input(images[3:6]))
+    with torch.no_grad():
+        head = unflatten(model.theta(emb), config.generated)
+        got = (head["head.weight"][:, 0] * features(x, model.shared_params())).sum(1) + head["head.bias"][:, 0]
+        want = s * (student(x) * emb).sum(1) + b
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_refinement_fits_the_user_and_a_strong_prior_holds_it() -> None:
+    torch.manual_seed(0)
+    prior_w, prior_b = torch.zeros(16), torch.zeros(())
+    positives = torch.randn(6, 16) + 2.0
+    bank = torch.randn(200, 16)
+    w, b = refine_head(prior_w, prior_b, positives, bank, RefineConfig(l2=1e-3))
+    assert (positives @ w + b).min() > (bank @ w + b).mean()
+    held_w, held_b = refine_head(prior_w, prior_b, positives, bank, RefineConfig(l2=1e4))
+    assert held_w.abs().max() < 1e-3 and abs(float(held_b)) < 1e-3
+
+
+def test_distillation_resumes_to_the_same_weights(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (24, 64, 64, 3), dtype=np.uint8)
+    targets = F.normalize(torch.randn(24, 128), dim=1).numpy()
+    config = DistillConfig(steps=4, batch=6, warmup=1)
+    straight, _ = distill(images, targets, config)
+
+    def stop(student: Student) -> dict:
+        raise KeyboardInterrupt  # killed during step 3, after step 2's checkpoint
+
+    checkpoint = tmp_path / "distill.pt"
+    with pytest.raises(KeyboardInterrupt):
+        distill(images, targets, config, monitor=stop, monitor_every=3, checkpoint=checkpoint, checkpoint_every=2)
+    assert torch.load(checkpoint, weights_only=False)["step"] == 2
+    resumed, _ = distill(images, targets, config, checkpoint=checkpoint)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_enrollment_refines_only_a_model_that_carries_a_bank() -> None:
+    from hyperverify.sdk.refine import build_bank, config_of, refine_theta
+
+    torch.manual_seed(0)
+    model = HyperModel(ModelConfig("head")).eval()
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    bank = build_bank(lambda x: features(x, model.shared_params()), images, np.arange(30), 20, 0)
+    extra = {"refine": {"bank": bank, "l2": 1e-2, "augmented": 2, "iterations": 15, "bank_size": 20, "seed": 0}}
+    assert config_of({}) is None and config_of(extra).augmented == 2
+    with torch.no_grad():
+        theta = model.theta(F.normalize(torch.randn(1, 128), dim=1))[0]
+    refined = refine_theta(model, extra, images[:2], theta)
+    assert refined.shape == theta.shape and not torch.allclose(refined, theta)
+    own = torch.from_numpy(spec.to_input(images[:2]))
+    with torch.no_grad():
+        feats = features(own, model.shared_params())
+    assert ((feats @ refined[:-1] + refined[-1]) > (feats @ theta[:-1] + theta[-1])).all()
