@@ -32,9 +32,12 @@ class Attempts:
                 "frr": false_rejects / len(self.genuine)}
 
 
-def attempts(model: HyperModel, data: PreparedSet, people: set[str], impostors: int, seed: int) -> Attempts:
-    """All genuine attempts among ``people`` (every ordered pair of distinct images of one person)
-    and ``impostors`` random impostor attempts (enrollment of one person, photo of another)."""
+def attempt_rows(data: PreparedSet, people: set[str], impostors: int, seed: int,
+                 enrollments: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(genuine enrollment rows, genuine probe rows, impostor enrollment rows, impostor probe rows):
+    every ordered pair of distinct images of one person among ``people``, and ``impostors`` random
+    pairs of two of them, the enrollment image drawn from ``enrollments`` random images if given
+    (a verifier that costs milliseconds per enrollment, such as a refined head, needs few)."""
     rows = np.flatnonzero(np.isin(data.identities, list(people)))
     ids = data.identities[rows]
     genuine_a, genuine_b = [], []
@@ -46,11 +49,17 @@ def attempts(model: HyperModel, data: PreparedSet, people: set[str], impostors: 
                     genuine_a.append(i)
                     genuine_b.append(j)
     rng = np.random.default_rng(seed)
-    a = rng.choice(rows, impostors * 2)
+    pool = rows if enrollments is None else rng.permutation(rows)[:enrollments]
+    a = rng.choice(pool, impostors * 2)
     b = rng.choice(rows, impostors * 2)
     keep = data.identities[a] != data.identities[b]
-    a, b = a[keep][:impostors], b[keep][:impostors]
-    return Attempts(pair_logits(model, data, np.array(genuine_a), np.array(genuine_b)), pair_logits(model, data, a, b))
+    return np.array(genuine_a, dtype=np.int64), np.array(genuine_b, dtype=np.int64), a[keep][:impostors], b[keep][:impostors]
+
+
+def attempts(model: HyperModel, data: PreparedSet, people: set[str], impostors: int, seed: int) -> Attempts:
+    """All genuine attempts among ``people`` and ``impostors`` random impostor attempts (``attempt_rows``)."""
+    genuine_a, genuine_b, a, b = attempt_rows(data, people, impostors, seed)
+    return Attempts(pair_logits(model, data, genuine_a, genuine_b), pair_logits(model, data, a, b))
 
 
 def calibrate(model: HyperModel, data: PreparedSet, people: set[str], far: float, impostors: int = 200_000,

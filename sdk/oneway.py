@@ -97,24 +97,11 @@ def calibrate(verifier: OneWay, data: PreparedSet, people: set[str], far: float,
     """``sdk.calibrate.calibrate`` for any one-way verifier (e.g. refined heads): every genuine ordered
     pair among ``people`` and ``impostors`` random impostor pairs whose enrollment image is one of
     ``enrollments`` random images (a refined head costs milliseconds to build, a probe nothing)."""
-    from hyperverify.sdk.calibrate import Attempts
+    from hyperverify.sdk.calibrate import Attempts, attempt_rows
     from hyperverify.sdk.metrics import threshold_at_far
 
+    genuine_a, genuine_b, a, b = attempt_rows(data, people, impostors, seed, enrollments)
     rows = np.flatnonzero(np.isin(data.identities, list(people)))
-    ids = data.identities[rows]
-    genuine_a, genuine_b = [], []
-    for person in np.unique(ids):
-        own = rows[ids == person]
-        for i in own:
-            for j in own:
-                if i != j:
-                    genuine_a.append(i)
-                    genuine_b.append(j)
-    rng = np.random.default_rng(seed)
-    a = rng.choice(rng.permutation(rows)[:enrollments], impostors * 2)
-    b = rng.choice(rows, impostors * 2)
-    keep = data.identities[a] != data.identities[b]
-    a, b = a[keep][:impostors], b[keep][:impostors]
     enrolled = np.unique(np.concatenate([genuine_a, a]))
     small = small_crops(data, enrolled)
     weight, bias = verifier.heads(torch.from_numpy(data.embeddings[enrolled])[:, None], small[:, None])

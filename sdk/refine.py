@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize
 
 from hyperverify.runtime import spec
+from hyperverify.sdk.train import random_mirror_scale_shift, uniform_sampler
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,8 @@ def enrollment_views(small: np.ndarray, augmented: int, seed: int) -> torch.Tens
         rep = x.repeat_interleave(augmented, 0)
         n = len(rep)
 
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return torch.rand(n, generator=generator) * (high - low) + low
-
-        flip = torch.rand(n, generator=generator) < 0.5
-        scale = uniform(0.95, 1.05)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = scale * torch.where(flip, -1.0, 1.0)
-        theta[:, 1, 1] = scale
-        theta[:, 0, 2] = uniform(-0.06, 0.06)
-        theta[:, 1, 2] = uniform(-0.06, 0.06)
-        grid = F.affine_grid(theta, list(rep.shape), align_corners=False)
-        rep = F.grid_sample(rep, grid, padding_mode="border", align_corners=False)
+        uniform = uniform_sampler(n, generator, rep.device)
+        rep = random_mirror_scale_shift(rep, uniform, generator, scale=0.05, shift=0.06)
         rep = (rep * uniform(0.8, 1.2)[:, None, None, None] + uniform(-0.15, 0.15)[:, None, None, None]).clamp(-1, 1)
         views.append(rep)
     return torch.cat(views)

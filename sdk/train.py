@@ -99,19 +99,8 @@ def augment(images: torch.Tensor, generator: torch.Generator, resample: bool = F
     """
     x = (images.permute(0, 3, 1, 2).float() - spec.PIXEL_MEAN) * spec.PIXEL_SCALE
     batch = x.shape[0]
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return torch.rand(batch, generator=generator, device=x.device) * (high - low) + low
-
-    flip = torch.rand(batch, generator=generator, device=x.device) < 0.5
-    scale = uniform(0.93, 1.07)
-    theta = torch.zeros(batch, 2, 3, device=x.device)
-    theta[:, 0, 0] = scale * torch.where(flip, -1.0, 1.0)
-    theta[:, 1, 1] = scale
-    theta[:, 0, 2] = uniform(-0.06, 0.06)
-    theta[:, 1, 2] = uniform(-0.06, 0.06)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    uniform = uniform_sampler(batch, generator, x.device)
+    x = random_mirror_scale_shift(x, uniform, generator, scale=0.07, shift=0.06)
     contrast = uniform(0.75, 1.25)[:, None, None, None]
     brightness = uniform(-0.2, 0.2)[:, None, None, None]
     grey = (torch.rand(batch, generator=generator, device=x.device) < 0.1)[:, None, None, None]
@@ -123,6 +112,29 @@ def augment(images: torch.Tensor, generator: torch.Generator, resample: bool = F
         pick = (torch.rand(batch, generator=generator, device=x.device) < 0.5)[:, None, None, None]
         x = torch.where(pick, low, x)
     return (x * contrast + brightness).clamp(-1, 1)
+
+
+def uniform_sampler(n: int, generator: torch.Generator, device: torch.device) -> Callable[[float, float], torch.Tensor]:
+    """Draws n values uniformly in [low, high) from ``generator``: one per image of a batch."""
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator, device=device) * (high - low) + low
+    return uniform
+
+
+def random_mirror_scale_shift(x: torch.Tensor, uniform: Callable[[float, float], torch.Tensor],
+                              generator: torch.Generator, scale: float, shift: float) -> torch.Tensor:
+    """Per image of Bx3xHxW: a mirror half of the time, a scale in 1 +- ``scale`` and a shift of up
+    to ``shift`` (in half-sides); the border pixels fill what comes into view."""
+    n = x.shape[0]
+    flip = torch.rand(n, generator=generator, device=x.device) < 0.5
+    factor = uniform(1 - scale, 1 + scale)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = factor * torch.where(flip, -1.0, 1.0)
+    theta[:, 1, 1] = factor
+    theta[:, 0, 2] = uniform(-shift, shift)
+    theta[:, 1, 2] = uniform(-shift, shift)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 class PairModel(torch.nn.Module):
