@@ -140,7 +140,7 @@ def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
             "train": {k: {kk: v[kk] for kk in ("train_images", "train_identities", "train_lfw_people",
                                                   "calibration_people", "train_folds", "calibration_folds")}
                       for k, v in extras.items()},
-            "hygiene": extras["A"]["hygiene"],
+            "hygiene": check(lfw, [celeba]).report(),
             "size": {"f_parameters": spec.parameter_count(), "f_flops": flops_of_f(),
                      "per_user_values": spec.parameter_count(spec.GENERATE_MODES["head"]),
                      "sface_parameters": sface_params, "sface_flops": sface_flops},

@@ -1,16 +1,22 @@
 """Runtime benchmark (``hyperverify bench``): what a verification costs on this machine, 1 thread.
 
-Measured: f in eager PyTorch, f through ExecuTorch from Python, f through the C++ runtime (when
-its CLI is built), the SFace embedding a user would otherwise compute, end to end per 640x480
-frame (detect + align + f), the time to load a user, and the peak memory of a process that only
-runs the runtime. Each figure is the median over ``repeats`` runs of ``calls`` calls, with the
-spread (min-max of the run medians).
+Measured: f through ExecuTorch XNNPACK from Python and through the C++ runtime (when its CLI is
+built); the SFace backbone a user would otherwise run, on the same runtime (ExecuTorch XNNPACK,
+one thread, exported by ``converters.backbone_executorch``); eager PyTorch for both as extra rows;
+end to end per 640x480 frame (detect + align + f); the time to load a user; and the peak memory
+of a fresh runtime process (Python) and of the C++ CLI. Each time is the median over ``repeats``
+runs of ``calls`` calls, with the spread (min-max of the run medians). Ratios compare like with
+like: ExecuTorch with ExecuTorch, eager with eager.
+
+Memory: the peak resident set of the measured process's own address space (``VmHWM``), read in
+the process itself (Python) or by ``/usr/bin/time`` around the CLI. ``ru_maxrss`` is not used for
+a child: across fork + exec it keeps the parent's peak.
 """
 
 from __future__ import annotations
 
 import json
-import resource
+import re
 import statistics
 import subprocess
 import sys
@@ -54,31 +60,91 @@ def frames_640x480(images: list[Path]) -> list[np.ndarray]:
     return out
 
 
-def peak_memory(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy) -> float:
-    """Peak resident memory (MiB) of a fresh process that loads the runtime and verifies frames."""
-    code = f"""
-import resource, numpy as np
+RUNTIME_MEMORY_PROBE = """
+import sys
+import numpy as np
 from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.image_io import read_image
-v = load({str(bundle)!r}, {str(user)!r}, TrustPolicy({trust.public_key!r}, {trust.unsigned_reason!r}))
-for p in {[str(p) for p in images]!r}:
+key = sys.argv[3]
+v = load(sys.argv[1], sys.argv[2], TrustPolicy.signed(key) if key else TrustPolicy.allow_unsigned("benchmark"))
+for p in sys.argv[4:]:
     v.verify(read_image(p), 'rgb')
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))
+training = sorted(m for m in sys.modules if m.startswith(('hyperverify.sdk', 'hyperverify.converters')))
+print(int(hwm.split()[1]) / 1024, int('torch' in sys.modules), ','.join(training))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+"""Runs in a fresh interpreter: loads the runtime, verifies frames, reports its own peak RSS (MiB),
+whether torch got imported (the ExecuTorch Python bindings need it) and which training-side
+modules it imported (hyperverify.sdk and converters: must be none)."""
+
+
+def python_runtime_memory(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy) -> dict:
+    """Peak resident memory (MiB) of a fresh Python process that loads the runtime and verifies frames."""
+    result = subprocess.run([sys.executable, "-c", RUNTIME_MEMORY_PROBE, str(bundle), str(user),
+                             trust.public_key.hex(), *map(str, images)],
+                            capture_output=True, text=True, check=True)
+    fields = result.stdout.strip().splitlines()[-1].split(" ")
+    if len(fields) > 2 and fields[2]:
+        raise RuntimeError(f"the runtime imported training code: {fields[2]}")
+    return {"peak_rss_mib": float(fields[0]), "frames": len(images), "imports_torch": fields[1] == "1"}
+
+
+def cpp_cli_run(cpp_cli: Path, bundle: Path, user: Path, crop: np.ndarray, calls: int, trust: TrustPolicy) -> dict:
+    """The C++ CLI's own timings and its peak memory (``/usr/bin/time -f %M``: the CLI is forked by
+    ``time``, a small process, so its figure is the CLI's own)."""
+    raw = bundle.parent / "bench-crop.rgb"
+    raw.write_bytes(crop.tobytes())
+    policy = ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
+    out = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", str(cpp_cli), str(bundle), str(user), str(raw),
+                          *policy, "--bench", str(calls)], capture_output=True, text=True, check=True)
+    text = out.stdout + out.stderr
+    numbers = {k: float(v) for k, v in re.findall(r"(\w+)=([-+0-9.eE]+)", text)}
+    for key in ("forward_median_us", "crop_median_us", "maxrss_kib"):
+        if key not in numbers:
+            raise RuntimeError(f"{cpp_cli}: no {key} in its output: {text.strip()!r}")
+    return {"forward_median_us": numbers["forward_median_us"], "crop_median_us": numbers["crop_median_us"],
+            "calls": calls, "peak_rss_mib": numbers["maxrss_kib"] / 1024}
+
+
+def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
+    """A call of the SFace backbone on ExecuTorch XNNPACK (exported to ``path`` once, then reused)."""
+    from executorch.runtime import Runtime
+
+    if not path.exists():
+        from hyperverify.converters.backbone_executorch import export_backbone
+
+        export_backbone(path, crop)
+    program = Runtime.get().load_program(path)
+    method = program.load_method("forward")
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().contiguous()
+
+    def call() -> object:
+        return method.execute([x]), program  # the Method needs its Program alive
+
+    return call
+
+
+def one_thread() -> int:
+    """Pin ExecuTorch's threadpool (XNNPACK) and torch to one thread; returns ExecuTorch's count."""
+    from executorch.extension.pybindings import portable_lib
+
+    torch.set_num_threads(1)
+    portable_lib._unsafe_reset_threadpool(1)
+    return int(portable_lib._threadpool_get_thread_count())
 
 
 def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, calls: int = 2000,
               repeats: int = 5, cpp_cli: Path | None = None) -> dict:
     """``trust``: the policy a device would use (signed: the timings include the signature checks)."""
-    torch.set_num_threads(1)
+    threads = one_thread()
     verifier = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT))  # time decisions, not lockouts
     crop = FaceAligner()(read_image(images[0]))[0]
     x = spec.to_input(spec.reduce_crop(crop))
     results: dict[str, dict] = {}
     runner, inputs = verifier._runner, verifier._user_inputs
     results["f_executorch_python"] = timed(lambda: runner(x, inputs), calls, repeats)
+    slow = max(20, calls // 100)
+    results["sface_executorch_python"] = timed(sface_executorch(bundle.parent / "sface-xnnpack.pte", crop), slow, repeats)
 
     from hyperverify.converters.torch_verifier import unflatten, verifier_forward
     from hyperverify.sdk.enroll import load_default
@@ -93,39 +159,41 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
 
         backbone = shared_backbone()
         ct = torch.from_numpy(crop[None].copy())
-        results["sface_embedding"] = timed(lambda: backbone(ct), max(20, calls // 100), repeats)
+        results["sface_eager_pytorch"] = timed(lambda: backbone(ct), slow, repeats)
     frames = frames_640x480(images)
     index = iter(range(10**9))
     results["end_to_end_frame"] = timed(lambda: verifier.verify(frames[next(index) % len(frames)]),
                                         max(20, calls // 20), repeats)
     results["load_user"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
+    sface = results["sface_executorch_python"]["median_us"]
+    ratios = {"sface_executorch / f_executorch (Python)": sface / results["f_executorch_python"]["median_us"],
+              "sface_eager / f_eager (extra)": results["sface_eager_pytorch"]["median_us"] / results["f_eager_pytorch"]["median_us"]}
+    memory = {"python_runtime": python_runtime_memory(bundle, user, images[:20], trust)}
     if cpp_cli is not None and cpp_cli.exists():
-        raw = bundle.parent / "bench-crop.rgb"
-        raw.write_bytes(crop.tobytes())
-        policy = ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
-        out = subprocess.run([str(cpp_cli), str(bundle), str(user), str(raw), *policy, "--bench", str(calls)],
-                             capture_output=True, text=True)
-        results["f_cpp_cli_raw"] = {"output": out.stdout.strip() or out.stderr.strip()}
-    ratio = results["sface_embedding"]["median_us"] / results["f_executorch_python"]["median_us"]
-    return {"results": results, "sface_over_f_executorch": ratio,
-            "peak_memory_mib": peak_memory(bundle, user, images[:20], trust), "threads": 1,
-            "maxrss_this_process_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        cpp = cpp_cli_run(cpp_cli, bundle, user, crop, calls, trust)
+        results["f_cpp_cli"] = {"median_us": cpp["forward_median_us"], "calls": calls}
+        results["crop_to_score_cpp_cli"] = {"median_us": cpp["crop_median_us"], "calls": calls}
+        ratios["sface_executorch / f_cpp_cli"] = sface / cpp["forward_median_us"]
+        memory["cpp_cli"] = {"peak_rss_mib": cpp["peak_rss_mib"], "bench_calls": calls}
+    return {"results": results, "ratios": ratios, "memory": memory, "threads": {"torch": 1, "executorch": threads}}
 
 
 def markdown(report: dict) -> str:
-    rows = ["| what | median | spread (run medians) |", "| --- | --- | --- |"]
+    rows = ["| what (1 thread) | median | spread (run medians) |", "| --- | --- | --- |"]
     for name, r in report["results"].items():
-        if "median_us" in r:
-            value = r["median_us"]
-            unit = f"{value:.1f} µs" if value < 10_000 else f"{value / 1000:.2f} ms"
-            rows.append(f"| {name} | {unit} | {r['min_us']:.1f}-{r['max_us']:.1f} µs |")
-        else:
-            rows.append(f"| {name} | {'; '.join(r['output'].splitlines())} | |")
-    rows.append(f"| SFace embedding / f (ExecuTorch) | {report['sface_over_f_executorch']:.0f}x | |")
-    rows.append(f"| peak memory of a runtime process | {report['peak_memory_mib']:.0f} MiB | |")
+        value = r["median_us"]
+        unit = f"{value:.1f} µs" if value < 10_000 else f"{value / 1000:.2f} ms"
+        spread = f"{r['min_us']:.1f}-{r['max_us']:.1f} µs" if "min_us" in r else "(the CLI's own median)"
+        rows.append(f"| {name} | {unit} | {spread} |")
+    rows += [f"| {name} | {ratio:.0f}x | |" for name, ratio in report["ratios"].items()]
+    py = report["memory"]["python_runtime"]
+    rows.append(f"| peak memory, fresh Python runtime process ({py['frames']} frames; VmHWM) | {py['peak_rss_mib']:.0f} MiB | |")
+    if "cpp_cli" in report["memory"]:
+        rows.append(f"| peak memory, C++ CLI (/usr/bin/time) | {report['memory']['cpp_cli']['peak_rss_mib']:.0f} MiB | |")
     return "\n".join(rows) + "\n"
 
 
 def write(report: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "runtime.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out_dir / "runtime.md", markdown(report))

@@ -330,7 +330,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="runs; the report gives the median and spread")
     p.add_argument("--cpp-cli", type=Path, default=Path("build/cpp-runtime/hyperverify_cli"),
                    help="the C++ runtime's CLI, timed too when it exists")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for runtime.json/.md")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for runtime.json/.md (not committed)")
+    p.add_argument("--publish", action="store_true", help="write into the committed benchmarks/results instead of --out")
     p.add_argument("--signing-key", type=Path,
                    help="the key the bundle was built with (signs the benchmark user; the device side checks "
                         "both signatures as an app would); default $XDG_CONFIG_HOME/hyperverify/signing-key.pem")
@@ -360,7 +361,7 @@ def _bench(args: argparse.Namespace) -> int:
         write_user_file(user, enroll(images[:1], model, extra, user_id="bench"), key)
     report = run_bench(args.bundle, user, images[1:41], TrustPolicy.signed(public_raw(key)), args.calls,
                        args.repeats, args.cpp_cli)
-    write(report, args.out)
+    write(report, Path("benchmarks/results") if args.publish else args.out)
     print(markdown(report))
     return 0
 

@@ -61,6 +61,11 @@ def split(lfw: PreparedSet, training: PreparedSet | list[PreparedSet], folds: li
     return Split(parts, people, hygiene.calibration_people(folds, calibration_folds), hygiene)
 
 
+def _same_split(saved: dict, current: dict) -> bool:
+    """Whether a saved hygiene report merged and dropped exactly what the current one does."""
+    return all(saved.get(k) == current[k] for k in ("threshold", "merged", "dropped"))
+
+
 def _finished_run(out_dir: Path, train_folds: list[int], calibration_folds: list[int], model_config: ModelConfig,
                   train_config: TrainConfig, hygiene: Hygiene) -> tuple[HyperModel, dict] | None:
     """The saved model and metadata of a run of exactly this recipe that got to calibration, else None."""
@@ -71,7 +76,7 @@ def _finished_run(out_dir: Path, train_folds: list[int], calibration_folds: list
     same = (model.config == model_config and saved.get("train_folds") == train_folds
             and saved.get("calibration_folds") == calibration_folds and "threshold" in saved
             and saved.get("train_config") == dataclasses.asdict(train_config)
-            and saved.get("hygiene") == hygiene.report())
+            and _same_split(saved.get("hygiene") or {}, hygiene.report()))
     return (model, saved) if same else None
 
 

@@ -48,3 +48,16 @@ def test_held_out_groups_never_share_thresholds() -> None:
     scores = np.where(same, 1.0, 0.0) + np.where(fold >= 2, 10.0, 0.0)
     assert held_out_fold_accuracy(scores, same, fold, [[0, 1], [2, 3]]) == [1.0] * 4
     assert min(ten_fold_accuracy(scores, same, fold)[0]) < 1.0
+
+
+def test_fold_spread_is_lfws_standard_error() -> None:
+    """LFW reports mean ± standard error: s / sqrt(n) with the sample std (n - 1), not the population std."""
+    from hyperverify.sdk.metrics import fold_spread
+
+    folds = [0.90, 0.92, 0.94, 0.96, 0.98, 0.90, 0.92, 0.94, 0.96, 0.98]
+    spread = fold_spread(folds)
+    sample_std = float(np.sqrt(sum((f - 0.94) ** 2 for f in folds) / 9))
+    assert abs(spread["mean"] - 0.94) < 1e-12
+    assert abs(spread["std"] - sample_std) < 1e-12
+    assert abs(spread["se"] - sample_std / np.sqrt(10)) < 1e-12
+    assert spread["std"] > float(np.std(folds))  # the population std would be smaller
