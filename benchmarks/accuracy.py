@@ -8,6 +8,7 @@ Every run below was made with ``HYPERVERIFY_DATA=../shared/data OMP_NUM_THREADS=
     python benchmarks/accuracy.py --part stage2 --student paper-1200 --steps 600 --no-base        # fresh generator
     python benchmarks/accuracy.py --part refine --model runs/stage2-paper-1200/model.pt --l2 1e-2 1e-3 1e-1
     python benchmarks/accuracy.py --part layouts --layouts five wide-early stem5 --steps 600 --tag=-600
+    python benchmarks/accuracy.py --part distill --layout paper --steps 600 --tag=-600   # and --layout big
     python benchmarks/accuracy.py --part view2 --model-name A --steps 1200 --stage2-steps 1000 --eval-every 200 --l2 1e-2 --tag=-long
     python benchmarks/accuracy.py --part view2 --model-name B   (same options; A and B run in parallel)
     python benchmarks/accuracy.py --part view2-summary --tag=-long    # the View 2 figure + learning curve
@@ -331,7 +332,8 @@ def report() -> str:
                 out.append(_row(f"+ refinement, l2 {row['l2']:g}", row, f"{row['ms_per_enrollment_1_photo']:.0f} ms wall per 1-photo enrollment on the loaded machine"))
     layouts = [r for r in (load("layouts-600") or []) if r["config"]["layout"] != "paper"]
     paper = load("distill-paper-600")
-    layouts = ([paper] if paper else []) + layouts
+    big = load("distill-big-600")
+    layouts = ([paper] if paper else []) + layouts + ([big] if big else [])
     if layouts:
         out += ["", "| trunk layout (distill only, 600 steps) | parameters | MFLOPs | accuracy | AUC | TAR@1e-3 / 1e-4, 1 photo | 3 photos | cosine to teacher (DevTest) |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
