@@ -23,20 +23,20 @@ def example_input() -> tuple[torch.Tensor]:
     return (torch.zeros(1, 3, CROP_SIZE, CROP_SIZE),)
 
 
-def export_backbone(path: Path, check_crop: np.ndarray) -> Path:
-    """Write SFace as an XNNPACK ``.pte`` (input: 1x3x112x112 RGB floats 0..255, output: raw 128-d
-    features) after checking it reproduces eager SFace on ``check_crop`` (112x112x3 uint8 RGB)."""
+def export_backbone(module: torch.nn.Module, reference: torch.nn.Module, path: Path, check_crop: np.ndarray) -> Path:
+    """Write ``module`` (SFace in its export form) as an XNNPACK ``.pte`` (input: 1x3x112x112 RGB
+    floats 0..255, output: raw 128-d features) after checking it reproduces ``reference`` (eager
+    SFace) on ``check_crop`` (112x112x3 uint8 RGB). The caller builds both: converters never
+    import the sdk."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from hyperverify.sdk.backbone import SFace
-
-    module = SFace(prelu_as_relus=True).eval()
+    module = module.eval()
     exported = torch.export.export(module, example_input(), strict=False)
     data = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
     x = torch.from_numpy(np.ascontiguousarray(check_crop)).permute(2, 0, 1)[None].float().contiguous()
     with torch.no_grad():
-        want = SFace().eval()(x).numpy()
+        want = reference.eval()(x).numpy()
     from executorch.runtime import Runtime
 
     program = Runtime.get().load_program(bytes(data))

@@ -112,8 +112,9 @@ def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
 
     if not path.exists():
         from hyperverify.converters.backbone_executorch import export_backbone
+        from hyperverify.sdk.backbone import SFace
 
-        export_backbone(path, crop)
+        export_backbone(SFace(prelu_as_relus=True), SFace(), path, crop)
     program = Runtime.get().load_program(path)
     method = program.load_method("forward")
     x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().contiguous()
