@@ -6,8 +6,9 @@ Several images are pooled by averaging their unit embeddings before the generato
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -51,23 +52,79 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
 
     ``refine`` (default: when the model carries a bank) refines the generated head on the user's own
     images (``sdk.refine``); the model's threshold must then have been calibrated on refined heads,
-    which ``extra["refine"]`` records together with the bank."""
+    which ``extra["refine"]`` records together with the bank. To enroll many users, or one user
+    after another in a long-lived process, use ``Backend``: it loads everything once."""
     if not images:
         raise HyperverifyError("enrollment needs at least one image")
     if model is None:
         model, extra = load_default()
-    extra = extra or {}
+    crops = aligned_crops(images)
+    return _weights(model, extra or {}, crops, embed(crops), user_id, dtype, refine)
+
+
+def _weights(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.ndarray, user_id: str, dtype: str,
+             refine: bool | None) -> UserWeights:
     if "threshold" not in extra:
         raise HyperverifyError("the model has no calibrated threshold; retrain with `hyperverify train`")
-    crops = aligned_crops(images)
-    embeddings = torch.from_numpy(embed(crops))
     with torch.no_grad():
-        theta = model.theta(embeddings[None])[0]
+        theta = model.theta(torch.from_numpy(embeddings)[None])[0]
     if refine is None:
         refine = config_of(extra) is not None
     if refine:
         theta = refine_theta(model, extra, spec.reduce_crop(crops), theta)
-    theta = theta.numpy()
-    return UserWeights(theta=theta, threshold=float(extra["threshold"]),
+    return UserWeights(theta=theta.numpy(), threshold=float(extra["threshold"]),
                        layout_hash=spec.layout_hash(model.config.generated),
                        model_version=model_version(model), user_id=user_id, dtype=dtype)
+
+
+@dataclass
+class Enrolled:
+    """What ``Backend.enroll_many`` made: each user's weights, and why the others could not enroll."""
+
+    weights: dict[str, UserWeights] = field(default_factory=dict)
+    failed: dict[str, HyperverifyError] = field(default_factory=dict)
+
+
+class Backend:
+    """Enrollment as a long-lived service: the model, the face detector and the backbone are loaded
+    once, so each user costs only their own detection, embedding and generator pass. Not
+    thread-safe (the detector is not): one instance per worker.
+
+        backend = Backend()                                   # the committed default model
+        weights = backend.enroll(["me1.jpg", "me2.jpg"], "me")
+        done = backend.enroll_many({"ann": ["a1.jpg"], "bob": ["b1.jpg", "b2.jpg"]})
+    """
+
+    def __init__(self, model: str | Path | None = None, dtype: str = "float16", refine: bool | None = None) -> None:
+        self.model, self.extra = load_default(model)
+        self.aligner = FaceAligner()
+        self.dtype, self.refine = dtype, refine
+
+    def enroll(self, images: Sequence[str | Path | np.ndarray], user_id: str = "owner") -> UserWeights:
+        """One user (raises like ``enroll``)."""
+        if not images:
+            raise HyperverifyError("enrollment needs at least one image")
+        crops = aligned_crops(images, self.aligner)
+        return _weights(self.model, self.extra, crops, embed(crops), user_id, self.dtype, self.refine)
+
+    def enroll_many(self, users: Mapping[str, Sequence[str | Path | np.ndarray]]) -> Enrolled:
+        """Many users: every face found goes through the backbone in one batched pass. A user whose
+        images cannot be read or hold no face is reported in ``failed``; the others still enroll."""
+        done = Enrolled()
+        crops: dict[str, np.ndarray] = {}
+        for user_id, images in users.items():
+            try:
+                if not images:
+                    raise HyperverifyError("enrollment needs at least one image")
+                crops[user_id] = aligned_crops(images, self.aligner)
+            except HyperverifyError as err:
+                done.failed[user_id] = err
+        if not crops:
+            return done
+        embeddings = embed(np.concatenate(list(crops.values())))
+        start = 0
+        for user_id, own in crops.items():
+            done.weights[user_id] = _weights(self.model, self.extra, own, embeddings[start:start + len(own)],
+                                             user_id, self.dtype, self.refine)
+            start += len(own)
+        return done
