@@ -38,10 +38,9 @@ import torch.nn.functional as F
 
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.datasets import data_root, protocol_pairs
-from hyperverify.converters.torch_verifier import features, unflatten
 from hyperverify.sdk.distill import LAYOUTS, DistillConfig, Student, distill, stage2_state, trunk_cost
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
-from hyperverify.sdk.oneway import OneWay, attempt_metrics, pair_metrics
+from hyperverify.sdk.oneway import OneWay, attempt_metrics, hyper_verifier, pair_metrics, refined
 from hyperverify.sdk.refine import RefineConfig, build_bank, refined_heads
 from hyperverify.sdk.recipe import load_sets
 from hyperverify.sdk.sampling import build_trainset
@@ -112,27 +111,6 @@ def distill_run(v: View1, config: DistillConfig, name: str) -> dict:
             "seconds": seconds, "steps_per_second": config.steps / seconds, "history": history,
             "pairs": pair_metrics(verifier, v.lfw, v.test),
             "attempts": attempt_metrics(verifier, v.lfw, v.test_people)}
-
-
-def hyper_verifier(model: HyperModel) -> OneWay:
-    """The generated head (what ``sdk.enroll`` ships) on the model's shared trunk."""
-
-    def heads(emb: torch.Tensor, small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            head = unflatten(model.theta(emb), model.config.generated)
-        return head["head.weight"][:, 0], head["head.bias"][:, 0]
-
-    return OneWay(lambda x: features(x, model.shared_params()), heads)
-
-
-def refined(verifier: OneWay, bank: torch.Tensor, config: RefineConfig) -> OneWay:
-    """The same verifier with each head refined at enrollment (``sdk.refine``)."""
-
-    def heads(emb: torch.Tensor, small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        weight, bias = verifier.heads(emb, small)
-        return refined_heads(verifier.features, weight, bias, small, bank, config)
-
-    return OneWay(verifier.features, heads)
 
 
 def measure(verifier: OneWay, v: View1, attempts: bool = True) -> dict:
@@ -245,8 +223,8 @@ def view2_part(args) -> dict:
              "threshold": threshold, "threshold_generated_head": generated_threshold, "target_far": 1e-3,
              "calibration": rates, "history": history,
              "distill_config": dataclasses.asdict(dconfig), "train_config": dataclasses.asdict(tconfig),
-             "train_seconds": seconds, "model_version": model_version(model),
-             "refine": {"bank": bank, **dataclasses.asdict(RefineConfig(l2=args.l2[0]))}}
+             "train_seconds": seconds, "refine": {"bank": bank, **dataclasses.asdict(RefineConfig(l2=args.l2[0]))}}
+    extra["model_version"] = model_version(model, extra)
     save_model(model, out_dir / "model.pt", extra)
     held = extra["test_folds"]
     take = np.isin(test.fold, held)

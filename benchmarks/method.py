@@ -149,8 +149,9 @@ def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
 
 OLD_VIEW2 = RESULTS / "method-view2-before-hygiene.json"
 """The View 2 figures published before the hygiene step (3000 steps, same declared configuration)."""
-OLD_MODEL_A = Path(__file__).resolve().parents[1] / "sdk" / "default_model" / "model.pt"
-"""The old model A as committed (fp16 copy); the old model B was not kept."""
+OLD_MODEL_A_COMMIT = "246aac2"
+"""The last commit whose ``sdk/default_model/model.pt`` is the old model A (fp16 copy; B was not kept):
+``git show 246aac2:sdk/default_model/model.pt > old-model-A.pt``, then ``--part compare --old-model old-model-A.pt``."""
 
 
 def one_model_results(path: Path, lfw, mode: str) -> dict:
@@ -167,7 +168,7 @@ def one_model_results(path: Path, lfw, mode: str) -> dict:
     return held_out_results(scores, pairs.same, pairs.fold, {"model": held})["per_model"]["model"]
 
 
-def compare(lfw, results_dir: Path) -> dict:
+def compare(lfw, results_dir: Path, old_model: Path) -> dict:
     """Old (published, before hygiene) against new View 2 figures, each model on its own folds."""
     old = json.loads(OLD_VIEW2.read_text())["result"]
     new_path = results_dir / "method-view2.json"
@@ -179,7 +180,7 @@ def compare(lfw, results_dir: Path) -> dict:
         old_folds = old["results"][key]["fold_accuracy"]  # published order: folds 5-9, then 0-4
         row = {"old": {"accuracy": fold_spread(old_folds),
                        "pooled_over_models": {k: old["results"][key][k] for k in ("auc", "eer", "tar@far=0.01", "tar@far=0.001")},
-                       "model A": one_model_results(OLD_MODEL_A, lfw, mode), "model B": None}}
+                       "model A": one_model_results(old_model, lfw, mode), "model B": None}}
         if new is not None:
             r = new["results"][key]
             row["new"] = {"accuracy": r["accuracy"], "pooled_over_models": r["pooled_over_models"],
@@ -430,6 +431,8 @@ def main() -> int:
     parser.add_argument("--model", choices=tuple(VIEW2_SPLITS),
                         help="view2: only train this model into runs/ and stop (to train A and B in parallel; "
                              "a later --part view2 finds them finished)")
+    parser.add_argument("--old-model", type=Path,
+                        help=f"compare: the old model A (git show {OLD_MODEL_A_COMMIT}:sdk/default_model/model.pt > FILE)")
     parser.add_argument("--publish", action="store_true",
                         help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
     args = parser.parse_args()
@@ -441,7 +444,9 @@ def main() -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     lfw, celeba = load_sets()
     if args.part == "compare":
-        result = compare(lfw, results_dir)
+        if args.old_model is None:
+            parser.error(f"compare needs --old-model (git show {OLD_MODEL_A_COMMIT}:sdk/default_model/model.pt > FILE)")
+        result = compare(lfw, results_dir, args.old_model)
         atomic_write_text(results_dir / "view2-old-vs-new.json", json.dumps(result, indent=2, default=float) + "\n")
         atomic_write_text(results_dir / "view2-old-vs-new.md", compare_table(result))
         print(compare_table(result))

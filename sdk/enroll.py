@@ -51,8 +51,9 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
     """Generate a user's verifier from 1..N face images (paths or RGB uint8 arrays).
 
     ``refine`` (default: when the model carries a bank) refines the generated head on the user's own
-    images (``sdk.refine``); the model's threshold must then have been calibrated on refined heads,
-    which ``extra["refine"]`` records together with the bank. To enroll many users, or one user
+    images (``sdk.refine``); the model's threshold was calibrated on refined heads, which
+    ``extra["refine"]`` records together with the bank. An unrefined head of such a model scores
+    differently, so it gets the threshold calibrated for generated heads. To enroll many users, or one user
     after another in a long-lived process, use ``Backend``: it loads everything once."""
     if not images:
         raise HyperverifyError("enrollment needs at least one image")
@@ -68,13 +69,18 @@ def _weights(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.n
         raise HyperverifyError("the model has no calibrated threshold; retrain with `hyperverify train`")
     with torch.no_grad():
         theta = model.theta(torch.from_numpy(embeddings)[None])[0]
-    if refine is None:
-        refine = config_of(extra) is not None
+    has_bank = config_of(extra) is not None
+    refine = has_bank if refine is None else refine
+    threshold = extra["threshold"]
     if refine:
         theta = refine_theta(model, extra, spec.reduce_crop(crops), theta)
-    return UserWeights(theta=theta.numpy(), threshold=float(extra["threshold"]),
+    elif has_bank:
+        if "threshold_generated_head" not in extra:
+            raise HyperverifyError("this model's threshold is for refined heads only; enroll with refinement")
+        threshold = extra["threshold_generated_head"]
+    return UserWeights(theta=theta.numpy(), threshold=float(threshold),
                        layout_hash=spec.layout_hash(model.config.generated),
-                       model_version=model_version(model), user_id=user_id, dtype=dtype)
+                       model_version=model_version(model, extra), user_id=user_id, dtype=dtype)
 
 
 @dataclass

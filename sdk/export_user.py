@@ -27,7 +27,7 @@ def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bo
     """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold.
     ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
     return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
-                        model_version(model), float(extra["threshold"]), float(extra["target_far"]),
+                        model_version(model, extra), float(extra["threshold"]), float(extra["target_far"]),
                         model_bytes, coreml)
 
 
@@ -61,7 +61,7 @@ def export_user(images: Sequence[Path], bundle: Path, out: Path, user_id: str,
                           "built with") from None
     checked_file(bundle, manifest, ENROLLMENT_MODEL)
     model, extra = load_model(Path(bundle) / ENROLLMENT_MODEL)
-    if model_version(model) != manifest.model_version:
+    if model_version(model, extra) != manifest.model_version:
         raise BundleError(f"{bundle}: enrollment model version differs from the manifest's")
     weights = {dtype: enroll(images, model, extra, user_id=user_id, dtype=dtype) for dtype in ("float16", "float32")}
     created = not out.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,14 +175,20 @@ def load_model(path: str | Path) -> tuple[HyperModel, dict]:
     return model, payload["extra"]
 
 
-def model_version(model: HyperModel) -> str:
-    """Content hash of the weights (fp16-rounded so the committed fp16 copy keeps the same version).
+def model_version(model: HyperModel, extra: dict | None = None) -> str:
+    """Content hash of the weights (fp16-rounded so the committed fp16 copy keeps the same version),
+    and of the refinement bank and its settings when ``extra`` carries them.
 
-    User files carry it: a user's generated head is only meaningful with the shared trunk it was
-    generated for, so a runtime refuses weights from another model version.
+    User files carry it: a user's head is only meaningful with the shared trunk it was generated for,
+    and a refined head and its threshold with the bank it was refined against, so a runtime refuses
+    weights from another model version.
     """
     digest = hashlib.sha256(spec.layout_hash(model.config.generated).encode())
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().to(torch.float16).cpu().numpy().tobytes())
+    refine = (extra or {}).get("refine")
+    if refine:
+        digest.update(json.dumps({k: v for k, v in sorted(refine.items()) if k != "bank"}).encode())
+        digest.update(torch.as_tensor(refine["bank"]).to(torch.float16).cpu().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -20,10 +20,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from hyperverify.converters.torch_verifier import features, unflatten
 from hyperverify.runtime import spec
 from hyperverify.sdk.datasets import Pairs
+from hyperverify.sdk.hypernet import HyperModel
 from hyperverify.sdk.metrics import roc_summary, ten_fold_accuracy
 from hyperverify.sdk.prepare import PreparedSet
+from hyperverify.sdk.refine import RefineConfig, config_of, refined_heads
 
 FARS = (1e-3, 1e-4)
 
@@ -35,6 +38,34 @@ class OneWay:
 
     features: Callable[[torch.Tensor], torch.Tensor]
     heads: Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+
+
+def hyper_verifier(model: HyperModel) -> OneWay:
+    """The generated head (what ``sdk.enroll`` makes before refinement) on the model's shared trunk."""
+
+    def heads(emb: torch.Tensor, small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            head = unflatten(model.theta(emb), model.config.generated)
+        return head["head.weight"][:, 0], head["head.bias"][:, 0]
+
+    return OneWay(lambda x: features(x, model.shared_params()), heads)
+
+
+def refined(verifier: OneWay, bank: torch.Tensor, config: RefineConfig) -> OneWay:
+    """The same verifier with each head refined at enrollment (``sdk.refine``)."""
+
+    def heads(emb: torch.Tensor, small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        weight, bias = verifier.heads(emb, small)
+        return refined_heads(verifier.features, weight, bias, small, bank, config)
+
+    return OneWay(verifier.features, heads)
+
+
+def shipped_verifier(model: HyperModel, extra: dict) -> OneWay:
+    """What ``sdk.enroll`` ships for this model: the refined head when the model carries a bank."""
+    config = config_of(extra)
+    base = hyper_verifier(model)
+    return base if config is None else refined(base, extra["refine"]["bank"], config)
 
 
 def small_crops(data: PreparedSet, rows: np.ndarray) -> np.ndarray:
@@ -117,3 +148,70 @@ def calibrate(verifier: OneWay, data: PreparedSet, people: set[str], far: float,
     found = Attempts(score(genuine_a, genuine_b), score(a, b))
     threshold = threshold_at_far(found.impostor, far)
     return threshold, found.rates(threshold)
+
+
+@dataclass
+class Unlocks:
+    """Unlock attempts among a set of people (``unlock_attempts``), scored one-way."""
+
+    genuine: np.ndarray  # score of each genuine attempt
+    genuine_person: np.ndarray  # the owner of each genuine attempt (for per-person FRR)
+    impostor: np.ndarray  # score of each impostor attempt
+
+    def rates(self, threshold: float) -> dict:
+        """FAR over all impostor attempts; FRR pooled over attempts and averaged per person (each
+        owner counts once however many photos they have, as each phone has one owner)."""
+        rejected = self.genuine <= threshold
+        per_person = [float(rejected[self.genuine_person == p].mean()) for p in np.unique(self.genuine_person)]
+        false_accepts = int((self.impostor > threshold).sum())
+        return {"threshold": float(threshold), "impostor_attempts": int(len(self.impostor)),
+                "false_accepts": false_accepts, "far": false_accepts / max(1, len(self.impostor)),
+                "genuine_attempts": int(len(self.genuine)), "owners": len(per_person),
+                "frr_pooled": float(rejected.mean()) if len(rejected) else float("nan"),
+                "frr_per_person": float(np.mean(per_person)) if per_person else float("nan")}
+
+
+@torch.no_grad()
+def unlock_attempts(verifier: OneWay, data: PreparedSet, person: dict[str, str], names: set[str],
+                    photos: int, frames: int) -> Unlocks:
+    """Every way an unlock can be tried among ``names`` (``person`` maps a name to its person, so
+    one person under two names is never their own impostor).
+
+    Each window of ``photos`` consecutive images of a person (dataset order) is one enrollment: many
+    enrollments, hence millions of impostor attempts on a few thousand images. An attempt is ``frames`` consecutive images of one person (the last group of a
+    person may be shorter) and its score is the best of its frames, as an unlock screen keeps the
+    best of the frames it saw. Genuine: each enrollment against the attempts made of its person's
+    other images. Impostor: each enrollment against every attempt of every other person."""
+    rows = np.flatnonzero(np.isin(data.identities, list(names)))
+    owner_of = np.array([person.get(str(n), str(n)) for n in data.identities[rows]])
+    order = np.argsort(owner_of, kind="stable")
+    rows, owner_of = rows[order], owner_of[order]
+    enroll_groups: list[np.ndarray] = []
+    enroll_owner: list[str] = []
+    attempt_start: list[int] = []
+    attempt_owner: list[str] = []
+    for p in np.unique(owner_of):
+        own = np.flatnonzero(owner_of == p)
+        for k in range(len(own) - photos + 1):
+            enroll_groups.append(own[k:k + photos])
+            enroll_owner.append(p)
+        for k in range(0, len(own), frames):
+            attempt_start.append(int(own[k]))
+            attempt_owner.append(p)
+    if not enroll_groups:
+        raise ValueError(f"nobody among {len(names)} names has {photos} image(s) to enroll from")
+    small = small_crops(data, rows)
+    feats = _features(verifier, small)
+    groups = np.stack(enroll_groups)
+    weight, bias = verifier.heads(torch.from_numpy(data.embeddings[rows[groups]]), small[groups])
+    image_scores = (weight @ feats.T + bias[:, None]).numpy()
+    attempt_scores = np.maximum.reduceat(image_scores, np.array(attempt_start), axis=1)
+    enroll_owner_arr, attempt_owner_arr = np.array(enroll_owner), np.array(attempt_owner)
+    same = enroll_owner_arr[:, None] == attempt_owner_arr[None, :]
+    uses_enrollment = np.zeros_like(same)
+    position = np.repeat(np.arange(len(attempt_start)), np.diff(np.append(attempt_start, len(rows))))
+    for i, group in enumerate(groups):
+        uses_enrollment[i, np.unique(position[group])] = True
+    genuine = same & ~uses_enrollment
+    return Unlocks(attempt_scores[genuine], np.broadcast_to(enroll_owner_arr[:, None], same.shape)[genuine],
+                   attempt_scores[~same])

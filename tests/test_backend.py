@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hyperverify.runtime.errors import FaceNotFoundError, ImageError
+from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, ImageError
 from hyperverify.sdk import Backend, enroll
 from tests.conftest import lfw_image
 
@@ -37,3 +37,29 @@ def test_backend_enroll_is_the_one_off_enroll(backend: Backend, lfw: Path) -> No
     images = [lfw_image(lfw, "Tony_Blair", 1)]
     np.testing.assert_allclose(backend.enroll(images, "tony").theta,
                                enroll(images, backend.model, backend.extra).theta, atol=1e-6)
+
+
+def test_each_head_gets_the_threshold_calibrated_for_it(backend: Backend, lfw: Path) -> None:
+    """The default model carries a refinement bank: its threshold is for refined heads. A head enrolled
+    without refinement scores on another scale and must get the generated heads' threshold, else
+    (generated heads score higher) nearly every stranger would pass the refined heads' threshold."""
+    assert "refine" in backend.extra, "the default model is expected to carry its refinement bank"
+    images = [lfw_image(lfw, "Abel_Pacheco", 1)]
+    refined = enroll(images, backend.model, backend.extra)
+    plain = enroll(images, backend.model, backend.extra, refine=False)
+    assert refined.threshold == pytest.approx(backend.extra["threshold"])
+    assert plain.threshold == pytest.approx(backend.extra["threshold_generated_head"])
+    assert not np.allclose(refined.theta, plain.theta, atol=1e-3)
+    without = {k: v for k, v in backend.extra.items() if k != "threshold_generated_head"}
+    with pytest.raises(HyperverifyError, match="refined heads only"):
+        enroll(images, backend.model, without, refine=False)
+
+
+def test_model_version_covers_the_refinement_bank(backend: Backend) -> None:
+    """A refined head and its threshold belong to the bank they were refined against."""
+    from hyperverify.sdk.hypernet import model_version
+
+    bank = backend.extra["refine"]["bank"]
+    other = {**backend.extra, "refine": {**backend.extra["refine"], "bank": bank.flip(0)}}
+    assert model_version(backend.model, backend.extra) != model_version(backend.model, other)
+    assert model_version(backend.model, backend.extra) != model_version(backend.model)

@@ -25,7 +25,7 @@ USERS = {"gwb": ("George_W_Bush", 1), "abel": ("Abel_Pacheco", 1), "dean": ("Dea
 def setup(lfw):
     model, extra = load_default()
     shared = {k: v.detach() for k, v in model.shared_params().items()}
-    programs = {backend: to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model), backend)
+    programs = {backend: to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model, extra), backend)
                 for backend in ("xnnpack", "portable")}
     users = {name: decode(encode(enroll([lfw_image(lfw, p, i)], model, extra, user_id=name)))
              for name, (p, i) in USERS.items()}
@@ -81,5 +81,6 @@ def test_program_follows_small_changes_of_the_users_weights(setup) -> None:
 
 def test_program_is_deterministic(setup) -> None:
     model, shared, programs, _, _ = setup
-    again = to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model), "xnnpack")
+    again = to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model, load_default()[1]),
+                             "xnnpack")
     assert again == programs["xnnpack"]
