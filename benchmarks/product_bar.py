@@ -13,7 +13,8 @@ For one model file (which records its training and calibration folds of LFW View
   deciding (one frame, or the best of up to 3 frames of the attempt);
 - measured on the other held-out people, never seen in training nor in calibration: FAR over every
   impostor attempt (``sdk.oneway.unlock_attempts``: over a million on folds 7-9), FRR pooled and
-  averaged per person; and the same at the model's shipped threshold (its manifest floor).
+  averaged per person; and the same at the model's shipped thresholds (FAR 1e-3, per number of
+  enrollment photos when the model has them, else its single threshold).
 
 f is scored as ``sdk.enroll`` ships it: the refined head when the model carries a bank, the
 generated head otherwise (both are reported when it has a bank). Results go to ``runs/results/``;
@@ -32,11 +33,10 @@ import numpy as np
 
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.enroll import DEFAULT_MODEL
-from hyperverify.sdk.hygiene import check
 from hyperverify.sdk.hypernet import load_model, model_version
 from hyperverify.sdk.metrics import threshold_at_far
 from hyperverify.sdk.oneway import OneWay, hyper_verifier, shipped_verifier, unlock_attempts
-from hyperverify.sdk.recipe import fold_people, load_sets
+from hyperverify.sdk.recipe import held_out_people, load_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -45,18 +45,8 @@ WAYS = ((1, 1), (3, 1), (1, 3), (3, 3))
 """(enrollment photos, frames per attempt) rows of every table."""
 
 
-def people_sets(lfw, extra: dict) -> tuple[dict[str, str], set[str], set[str]]:
-    """(name -> person, calibration names, measurement names), both hygiene-disjoint from every other fold."""
-    folds = fold_people()
-    hygiene = check(lfw, [])
-    calibration = hygiene.calibration_people(folds, list(extra["calibration_folds"]))
-    measured_folds = [k for k in extra["test_folds"] if k not in extra["calibration_folds"]]
-    measured = hygiene.calibration_people(folds, measured_folds)
-    return hygiene.person, calibration, measured
-
-
 def bar(verifier: OneWay, lfw, person: dict[str, str], calibration: set[str], measured: set[str],
-        far: float, shipped: float) -> list[dict]:
+        far: float, shipped: dict[int, float]) -> list[dict]:
     rows = []
     for photos, frames in WAYS:
         started = time.perf_counter()
@@ -64,7 +54,7 @@ def bar(verifier: OneWay, lfw, person: dict[str, str], calibration: set[str], me
         threshold = threshold_at_far(cal.impostor, far)
         test = unlock_attempts(verifier, lfw, person, measured, photos, frames)
         rows.append({"photos": photos, "frames": frames, "calibration": cal.rates(threshold),
-                     "target": test.rates(threshold), "shipped": test.rates(shipped),
+                     "target": test.rates(threshold), "shipped": test.rates(shipped[photos]),
                      "seconds": time.perf_counter() - started})
         r = rows[-1]["target"]
         print(f"  {photos} photo(s), best of {frames}: FAR {r['far']:.2e} ({r['false_accepts']} of "
@@ -90,8 +80,11 @@ def markdown(result: dict) -> str:
                          f"({t['false_accepts']:,} / {t['impostor_attempts']:,}) | {100 * t['frr_per_person']:.1f} % "
                          f"| {100 * t['frr_pooled']:.1f} % | {s['far']:.1e} / {100 * s['frr_per_person']:.1f} % |")
         lines.append("")
+    by_photos = result.get("shipped_thresholds_by_photos")
     lines.append(f"Shipped threshold (the manifest's floor): {result['shipped_threshold']:.3f}, calibrated for FAR "
-                 f"{result['shipped_far']:.0e} with one photo and one frame.")
+                 f"{result['shipped_far']:.0e} with one frame" + (
+                     ", per number of enrollment photos: " + ", ".join(f"{k}: {v:.3f}" for k, v in by_photos.items())
+                     if by_photos else " and one photo") + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -104,19 +97,23 @@ def main() -> int:
     args = parser.parse_args()
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
-    person, calibration, measured = people_sets(lfw, extra)
+    person, calibration, measured = held_out_people(lfw, extra)
     verifiers = {"shipped": shipped_verifier(model, extra)}
     if "refine" in extra:
         verifiers = {"refined": verifiers["shipped"], "generated": hyper_verifier(model)}
     result = {"command": "python " + " ".join(sys.argv), "model": str(args.model), "model_version": model_version(model, extra),
               "target_far": args.far, "shipped_threshold": float(extra["threshold"]),
               "shipped_far": float(extra.get("target_far", float("nan"))),
+              "shipped_thresholds_by_photos": extra.get("thresholds_by_photos"),
               "calibration_folds": list(extra["calibration_folds"]),
               "measured_folds": [k for k in extra["test_folds"] if k not in extra["calibration_folds"]],
               "calibration_people": len(calibration), "measured_people": len(measured), "verifiers": {}}
     for label, verifier in verifiers.items():
         print(f"{label} head:", flush=True)
-        shipped = float(extra["threshold"] if label != "generated" else extra.get("threshold_generated_head", np.nan))
+        if label == "generated":
+            shipped = {k: float(extra.get("threshold_generated_head", np.nan)) for k in (1, 3)}
+        else:
+            shipped = {k: float(extra.get("thresholds_by_photos", {}).get(k, extra["threshold"])) for k in (1, 3)}
         result["verifiers"][label] = bar(verifier, lfw, person, calibration, measured, args.far, shipped)
     out = RESULTS if args.publish else RUNS / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,9 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
 
     ``refine`` (default: when the model carries a bank) refines the generated head on the user's own
     images (``sdk.refine``); the model's threshold was calibrated on refined heads, which
-    ``extra["refine"]`` records together with the bank. An unrefined head of such a model scores
-    differently, so it gets the threshold calibrated for generated heads. To enroll many users, or one user
+    ``extra["refine"]`` records together with the bank, once per number of enrollment photos
+    (``extra["thresholds_by_photos"]``; more photos make a more confident head). An unrefined head
+    of such a model scores differently, so it gets the threshold calibrated for generated heads. To enroll many users, or one user
     after another in a long-lived process, use ``Backend``: it loads everything once."""
     if not images:
         raise HyperverifyError("enrollment needs at least one image")
@@ -74,6 +75,9 @@ def _weights(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.n
     threshold = extra["threshold"]
     if refine:
         theta = refine_theta(model, extra, spec.reduce_crop(crops), theta)
+        by_photos = extra.get("thresholds_by_photos")
+        if by_photos:
+            threshold = by_photos[min(len(crops), max(by_photos))]
     elif has_bank:
         if "threshold_generated_head" not in extra:
             raise HyperverifyError("this model's threshold is for refined heads only; enroll with refinement")

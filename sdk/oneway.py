@@ -215,3 +215,13 @@ def unlock_attempts(verifier: OneWay, data: PreparedSet, person: dict[str, str],
     genuine = same & ~uses_enrollment
     return Unlocks(attempt_scores[genuine], np.broadcast_to(enroll_owner_arr[:, None], same.shape)[genuine],
                    attempt_scores[~same])
+
+
+def thresholds_by_photos(verifier: OneWay, data: PreparedSet, person: dict[str, str], names: set[str], far: float,
+                         photos: tuple[int, ...] = (1, 2, 3)) -> dict[int, float]:
+    """The threshold for ``far`` (one frame per attempt) for each number of enrollment photos: a head
+    refined on more photos is more confident, so its scores (owner's and strangers' alike) are
+    higher, and one threshold for all would let 3-photo users' strangers in several times as often."""
+    from hyperverify.sdk.metrics import threshold_at_far
+
+    return {k: threshold_at_far(unlock_attempts(verifier, data, person, names, k, 1).impostor, far) for k in photos}

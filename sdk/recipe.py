@@ -39,6 +39,17 @@ def fold_people(root: Path | None = None) -> list[set[str]]:
     return [set(p) for p in read_fold_people((root or data_root()) / "lfw" / "people.txt")]
 
 
+def held_out_people(lfw: PreparedSet, extra: dict) -> tuple[dict[str, str], set[str], set[str]]:
+    """(name -> person, calibration names, measurement names) of a trained model (its ``extra`` records
+    its folds): the names of its calibration folds and of its other held-out folds, each made disjoint
+    from every other fold by ``sdk.hygiene`` (``person`` counts two names of one person as one)."""
+    folds = fold_people()
+    hygiene = check(lfw, [])
+    calibration = hygiene.calibration_people(folds, list(extra["calibration_folds"]))
+    measured = [k for k in extra["test_folds"] if k not in extra["calibration_folds"]]
+    return hygiene.person, calibration, hygiene.calibration_people(folds, measured)
+
+
 @dataclass
 class Split:
     """Who trains and who calibrates, after ``sdk.hygiene``; ``parts`` feed ``build_trainset``."""

@@ -40,14 +40,18 @@ def test_backend_enroll_is_the_one_off_enroll(backend: Backend, lfw: Path) -> No
 
 
 def test_each_head_gets_the_threshold_calibrated_for_it(backend: Backend, lfw: Path) -> None:
-    """The default model carries a refinement bank: its threshold is for refined heads. A head enrolled
-    without refinement scores on another scale and must get the generated heads' threshold, else
-    (generated heads score higher) nearly every stranger would pass the refined heads' threshold."""
+    """The default model carries a refinement bank: its thresholds are for refined heads, one per number
+    of enrollment photos (a head refined on 3 photos scores strangers higher: one threshold would let
+    them in several times as often). A head enrolled without refinement scores on another scale and
+    must get the generated heads' threshold, else nearly every stranger would pass."""
     assert "refine" in backend.extra, "the default model is expected to carry its refinement bank"
     images = [lfw_image(lfw, "Abel_Pacheco", 1)]
     refined = enroll(images, backend.model, backend.extra)
     plain = enroll(images, backend.model, backend.extra, refine=False)
-    assert refined.threshold == pytest.approx(backend.extra["threshold"])
+    by_photos = backend.extra["thresholds_by_photos"]
+    assert refined.threshold == pytest.approx(by_photos[1]) == pytest.approx(backend.extra["threshold"])
+    three = enroll([lfw_image(lfw, "Abel_Pacheco", n) for n in (1, 2, 3)], backend.model, backend.extra)
+    assert three.threshold == pytest.approx(by_photos[3]) and by_photos[3] > by_photos[1]
     assert plain.threshold == pytest.approx(backend.extra["threshold_generated_head"])
     assert not np.allclose(refined.theta, plain.theta, atol=1e-3)
     without = {k: v for k, v in backend.extra.items() if k != "threshold_generated_head"}
