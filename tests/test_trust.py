@@ -129,22 +129,32 @@ def test_a_manifest_signed_by_another_key_is_refused(bundle, tmp_path) -> None:
 # the threshold: the manifest's calibrated one is a floor; non-finite never accepts
 
 
-@pytest.mark.parametrize("threshold", [-3e38, 0.0, -1.0])
-def test_a_forged_low_threshold_is_floored(bundle, owner_weights, lfw, tmp_path, threshold) -> None:
-    """Attack 3: an unsigned file with threshold -3e38 (or 0) accepted any face."""
+@pytest.mark.parametrize("below", [float("inf"), 1.0, 1e-3])
+def test_a_forged_low_threshold_is_floored(bundle, owner_weights, lfw, tmp_path, below) -> None:
+    """Attack 3: an unsigned file with threshold -3e38 (or anything under the floor) accepted any face."""
+    floor = read_manifest(bundle).threshold
     path = tmp_path / "low.hvu"
-    write_user_file(path, _forged(owner_weights, threshold=threshold))
+    write_user_file(path, _forged(owner_weights, threshold=max(floor - below, -3e38)))
     verifier = load(bundle, path, UNSIGNED)
-    assert verifier.threshold == read_manifest(bundle).threshold
+    assert verifier.threshold == floor
     result = verifier.verify(_stranger(lfw), "rgb")
     assert result.reason == "rejected" and not result.accepted, result
 
 
-def test_zero_weights_with_threshold_zero_do_not_unlock(bundle, owner_weights, lfw, tmp_path) -> None:
-    path = tmp_path / "zero.hvu"
-    write_user_file(path, _forged(owner_weights, theta=np.zeros_like(owner_weights.theta), threshold=0.0))
-    result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
-    assert result.score == 0.0 and not result.accepted
+def test_a_face_blind_head_needs_the_floor_and_the_signature(bundle, owner_weights, lfw, tmp_path) -> None:
+    """Zero weights score every face as their bias. The floor bounds the threshold, not the weights:
+    a bias under the floor never unlocks, one over it unlocks anyone, so only the signature stops
+    forged weights (and the signed policy refuses this file)."""
+    floor = read_manifest(bundle).threshold
+    for bias, unlocks in ((floor - 0.01, False), (floor + 0.01, True)):
+        theta = np.zeros_like(owner_weights.theta)
+        theta[-1] = bias
+        path = tmp_path / f"blind{unlocks}.hvu"
+        write_user_file(path, _forged(owner_weights, theta=theta, threshold=-3e38, dtype="float32"))
+        result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
+        assert result.accepted is unlocks and result.score == pytest.approx(bias), result
+        with pytest.raises(SignatureError):
+            load(bundle, path, TRUST)
 
 
 def test_weights_that_make_the_score_infinite_do_not_unlock(bundle, owner_weights, lfw, tmp_path) -> None:
