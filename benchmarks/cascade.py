@@ -14,6 +14,13 @@ Cost per frame relative to the backbone alone = (f + share x backbone) / backbon
 multiply-adds, f's trunk and head against SFace) — the latency ratio measured by ``hyperverify
 bench`` is of the same order. Detection and alignment, shared by all three, are left out.
 
+The same at the product's bar (``--far``, default 1/50,000): unlock attempts among the model's
+calibration people choose the thresholds (the backbone's for half the FAR, f's direct accept for the
+other half) and the band's lower edge (a quantile of the owners' f scores: the lower, the more
+escalated); measured on its other unseen people (``sdk.oneway.unlock_attempts``, 3 enrollment photos,
+one frame per attempt): FAR, FRR per person, and the share of owner and of stranger attempts
+escalated.
+
 This is the measurement only: the runtimes do not run a cascade yet. Results go to
 ``runs/results/``; only ``--publish`` rewrites ``benchmarks/results/cascade.{json,md,png}``.
 """
@@ -31,9 +38,9 @@ from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.datasets import Pairs, data_root, protocol_pairs
 from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version
-from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary
-from hyperverify.sdk.oneway import pair_scores, shipped_verifier
-from hyperverify.sdk.recipe import load_sets
+from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary, threshold_at_far
+from hyperverify.sdk.oneway import Unlocks, pair_scores, shipped_verifier, unlock_attempts
+from hyperverify.sdk.recipe import held_out_people, load_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -70,6 +77,43 @@ def curve(f: np.ndarray, backbone: np.ndarray, same: np.ndarray, fold: np.ndarra
     return rows
 
 
+QUANTILES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+"""Lower band edges, as quantiles of the calibration owners' f scores (0: every attempt f does not
+accept goes to the backbone; 1: none does, f alone at half the FAR)."""
+
+
+def cascade_rates(f: Unlocks, backbone: Unlocks, hi: float, lo: float, t_b: float) -> dict:
+    """FAR, FRR (pooled, per person) and escalated shares of the cascade on these attempts."""
+    def decide(fs: np.ndarray, bs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        up = (fs >= lo) & (fs < hi)
+        return np.where(up, bs >= t_b, fs >= hi), up
+
+    genuine, genuine_up = decide(f.genuine, backbone.genuine)
+    impostor, impostor_up = decide(f.impostor, backbone.impostor)
+    per_person = [float(1 - genuine[f.genuine_person == p].mean()) for p in np.unique(f.genuine_person)]
+    return {"far": float(impostor.mean()), "false_accepts": int(impostor.sum()), "impostor_attempts": int(impostor.size),
+            "frr_per_person": float(np.mean(per_person)), "frr_pooled": float(1 - genuine.mean()),
+            "owner_escalated": float(genuine_up.mean()), "stranger_escalated": float(impostor_up.mean())}
+
+
+def product_curve(model, extra, lfw, far: float, photos: int = 3) -> dict:
+    person, calibration, measured = held_out_people(lfw, extra)
+    verifier = shipped_verifier(model, extra)
+    cal = {"f": unlock_attempts(verifier, lfw, person, calibration, photos, 1),
+           "backbone": unlock_attempts(None, lfw, person, calibration, photos, 1)}
+    test = {"f": unlock_attempts(verifier, lfw, person, measured, photos, 1),
+            "backbone": unlock_attempts(None, lfw, person, measured, photos, 1)}
+    hi = threshold_at_far(cal["f"].impostor, far / 2)
+    t_b = threshold_at_far(cal["backbone"].impostor, far / 2)
+    rows = []
+    for q in QUANTILES:
+        lo = float(np.quantile(cal["f"].genuine, q)) if q < 1 else hi
+        rows.append({"quantile": q, "lo": lo, **cascade_rates(test["f"], test["backbone"], hi, lo, t_b)})
+    alone = {"f": test["f"].rates(threshold_at_far(cal["f"].impostor, far)),
+             "backbone": test["backbone"].rates(threshold_at_far(cal["backbone"].impostor, far))}
+    return {"far_target": far, "photos": photos, "hi": hi, "backbone_threshold": t_b, "curve": rows, "alone": alone}
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -94,6 +138,19 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def product_markdown(bar: dict) -> list[str]:
+    a = bar["alone"]
+    lines = ["", f"## At FAR {bar['far_target']:.0e}: unlock attempts, {bar['photos']} enrollment photos, one frame", "",
+             f"f alone: FAR {a['f']['far']:.1e}, FRR per person {100 * a['f']['frr_per_person']:.1f} %; backbone "
+             f"alone: FAR {a['backbone']['far']:.1e}, FRR per person {100 * a['backbone']['frr_per_person']:.1f} %.", "",
+             "| band's lower edge (quantile of owners' f scores) | owner attempts escalated | stranger attempts escalated "
+             "| FAR | FRR per person |", "| --- | --- | --- | --- | --- |"]
+    for r in bar["curve"]:
+        lines.append(f"| {r['quantile']:.2f} | {100 * r['owner_escalated']:.1f} % | {100 * r['stranger_escalated']:.1f} % "
+                     f"| {r['far']:.1e} ({r['false_accepts']} of {r['impostor_attempts']:,}) | {100 * r['frr_per_person']:.1f} % |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = [f"# Cascade on LFW View 2 (model {result['model_version']}, folds {result['folds']})", "",
              f"Command: `{result['command']}`. One-way, 1 enrollment photo, held-out-fold protocol "
@@ -106,12 +163,15 @@ def markdown(result: dict) -> str:
         label = "f alone" if r["target_share"] == 0 else "backbone alone" if r["target_share"] == 1 else ""
         lines.append(f"| {100 * r['escalated']:.1f} % {label} | {100 * a['mean']:.2f} ± {100 * a['se']:.2f} % "
                      f"| {100 * r['relative_cost']:.1f} % |")
+    if "product" in result:
+        lines += product_markdown(result["product"])
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file (default: the committed default)")
+    parser.add_argument("--far", type=float, default=1 / 50_000, help="the product bar's FAR (default 1/50,000)")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--publish", action="store_true", help="write benchmarks/results/ (default: runs/results/)")
     args = parser.parse_args()
@@ -126,7 +186,8 @@ def main() -> int:
     result = {"command": "python " + " ".join(sys.argv), "model_version": model_version(model, extra),
               "folds": list(extra["test_folds"]), "pairs": int(len(pairs.same)),
               "roc": {"f": roc_summary(f, pairs.same), "backbone": roc_summary(backbone, pairs.same)},
-              "curve": curve(f, backbone, pairs.same, pairs.fold)}
+              "curve": curve(f, backbone, pairs.same, pairs.fold),
+              "product": product_curve(model, extra, lfw, args.far)}
     out = RESULTS if args.publish else RUNS / "results"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"cascade{args.tag}.json", json.dumps(result, indent=2) + "\n")

@@ -172,16 +172,19 @@ class Unlocks:
 
 
 @torch.no_grad()
-def unlock_attempts(verifier: OneWay, data: PreparedSet, person: dict[str, str], names: set[str],
+def unlock_attempts(verifier: OneWay | None, data: PreparedSet, person: dict[str, str], names: set[str],
                     photos: int, frames: int) -> Unlocks:
     """Every way an unlock can be tried among ``names`` (``person`` maps a name to its person, so
-    one person under two names is never their own impostor).
+    one person under two names is never their own impostor), scored by f (``verifier``) or, when
+    ``verifier`` is None, by the backbone (cosine to the enrollment photos' mean unit embedding).
 
     Each window of ``photos`` consecutive images of a person (dataset order) is one enrollment: many
-    enrollments, hence millions of impostor attempts on a few thousand images. An attempt is ``frames`` consecutive images of one person (the last group of a
-    person may be shorter) and its score is the best of its frames, as an unlock screen keeps the
-    best of the frames it saw. Genuine: each enrollment against the attempts made of its person's
-    other images. Impostor: each enrollment against every attempt of every other person."""
+    enrollments, hence millions of impostor attempts on a few thousand images. An attempt is
+    ``frames`` consecutive images of one person (the last group of a person may be shorter) and its
+    score is the best of its frames, as an unlock screen keeps the best of the frames it saw.
+    Genuine: each enrollment against the attempts made of its person's other images. Impostor:
+    each enrollment against every attempt of every other person. The order of the attempts depends
+    only on the data, so f's and the backbone's ``Unlocks`` line up attempt by attempt."""
     rows = np.flatnonzero(np.isin(data.identities, list(names)))
     owner_of = np.array([person.get(str(n), str(n)) for n in data.identities[rows]])
     order = np.argsort(owner_of, kind="stable")
@@ -200,11 +203,16 @@ def unlock_attempts(verifier: OneWay, data: PreparedSet, person: dict[str, str],
             attempt_owner.append(p)
     if not enroll_groups:
         raise ValueError(f"nobody among {len(names)} names has {photos} image(s) to enroll from")
-    small = small_crops(data, rows)
-    feats = _features(verifier, small)
     groups = np.stack(enroll_groups)
-    weight, bias = verifier.heads(torch.from_numpy(data.embeddings[rows[groups]]), small[groups])
-    image_scores = (weight @ feats.T + bias[:, None]).numpy()
+    if verifier is None:
+        enrolled = data.embeddings[rows[groups]].mean(1)
+        enrolled /= np.linalg.norm(enrolled, axis=1, keepdims=True)
+        image_scores = enrolled @ data.embeddings[rows].T
+    else:
+        small = small_crops(data, rows)
+        feats = _features(verifier, small)
+        weight, bias = verifier.heads(torch.from_numpy(data.embeddings[rows[groups]]), small[groups])
+        image_scores = (weight @ feats.T + bias[:, None]).numpy()
     attempt_scores = np.maximum.reduceat(image_scores, np.array(attempt_start), axis=1)
     enroll_owner_arr, attempt_owner_arr = np.array(enroll_owner), np.array(attempt_owner)
     same = enroll_owner_arr[:, None] == attempt_owner_arr[None, :]
