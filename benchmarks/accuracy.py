@@ -7,6 +7,9 @@ Every run below was made with ``HYPERVERIFY_DATA=../shared/data OMP_NUM_THREADS=
     python benchmarks/accuracy.py --part stage2 --student paper-1200 --steps 600                  # + paper's objectives
     python benchmarks/accuracy.py --part stage2 --student paper-1200 --steps 600 --no-base        # fresh generator
     python benchmarks/accuracy.py --part refine --model runs/stage2-paper-1200/model.pt --l2 1e-2 1e-3 1e-1
+    python benchmarks/accuracy.py --part distill --layout paper --steps 1200 --celeba10k --tag=-1200-c10k   # + celeba10k
+    python benchmarks/accuracy.py --part stage2 --student paper-1200-c10k --steps 600 --celeba10k
+    python benchmarks/accuracy.py --part refine --model runs/stage2-paper-1200-c10k/model.pt --l2 1e-2 --celeba10k
     python benchmarks/accuracy.py --part layouts --layouts five wide-early stem5 --steps 600 --tag=-600
     python benchmarks/accuracy.py --part distill --layout paper --steps 600 --tag=-600   # and --layout big
     python benchmarks/accuracy.py --part view2 --model-name A --steps 1200 --stage2-steps 1000 --eval-every 200 --l2 1e-2 --tag=-long
@@ -67,10 +70,22 @@ class View1:
     test_people: set[str]
 
 
-def view1() -> View1:
+def view1(celeba10k: bool = False) -> View1:
+    """``celeba10k``: also train on celeba10k's identities that match no LFW person (``sdk.hygiene``)."""
     lfw, celeba = load_sets(progress=False)
     keep = set(np.unique(celeba.identities)) - EXCLUDED_CELEBA
-    train = build_trainset([(celeba, keep), (lfw, read_people("peopleDevTrain.txt"))])
+    parts = [(celeba, keep), (lfw, read_people("peopleDevTrain.txt"))]
+    if celeba10k:
+        from hyperverify.sdk.datasets import open_dataset
+        from hyperverify.sdk.hygiene import check
+        from hyperverify.sdk.prepare import prepare
+
+        more = prepare(open_dataset(data_root() / "celeba10k"), progress=False)
+        hygiene = check(lfw, [more])
+        print(f"celeba10k: {hygiene.kept[more.name]} identities kept, {len(hygiene.dropped[more.name])} dropped "
+              "(match an LFW person)", flush=True)
+        parts.append((more, hygiene.keep(more)))
+    train = build_trainset(parts)
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view1")
     return View1(lfw, celeba, train, test, read_people("peopleDevTest.txt"))
 
@@ -411,12 +426,14 @@ def main() -> int:
     parser.add_argument("--no-bn", action="store_true")
     parser.add_argument("--lr", type=float, default=3e-3, help="distillation learning rate")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--celeba10k", action="store_true",
+                        help="View 1 parts: also train on celeba10k (minus identities that match LFW people)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":
         print(report())
         return 0
-    v = view1() if not args.part.startswith(("view2", "refine-view2")) else None
+    v = view1(args.celeba10k) if not args.part.startswith(("view2", "refine-view2")) else None
     if args.part == "distill":
         config = DistillConfig(layout=args.layout, batch_norm=not args.no_bn, steps=args.steps, batch=args.batch, lr=args.lr)
         name = f"{args.layout}{'-nobn' if args.no_bn else ''}{args.tag}"
