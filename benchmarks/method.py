@@ -49,7 +49,9 @@ from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.scorers import SFaceCosine
 from hyperverify.sdk.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import publishing
+from publishing import RESULTS
+
 RUNS = Path("runs")
 
 
@@ -430,11 +432,9 @@ def main() -> int:
     parser.add_argument("--model", choices=tuple(VIEW2_SPLITS),
                         help="view2: only train this model into runs/ and stop (to train A and B in parallel; "
                              "a later --part view2 finds them finished)")
-    parser.add_argument("--publish", action="store_true",
-                        help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
+    publishing.add_arguments(parser)
     args = parser.parse_args()
-    results_dir = RESULTS if args.publish else RUNS / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = publishing.results_dir(args)
     if args.part == "report":
         print(report(results_dir))
         return 0
