@@ -79,6 +79,8 @@ def _prepare(args: argparse.Namespace) -> int:
           f"no face found in {len(fallbacks)} (fallback crop), unreadable {data.count(STATUS_UNREADABLE)}")
     for key in fallbacks[:20]:
         print(f"  no face: {key}")
+    if dataset.skipped:
+        print(f"left out {len(dataset.skipped)} file(s) that are no image (read by content), first: {dataset.skipped[0]}")
     return 0
 
 

@@ -280,6 +280,9 @@ def lfw_held_out(lfw_root: Path, held: list[int] | None) -> PairSet:
     test, _ = protocol_pairs(lfw_root, "lfw-view2")
     folds = sorted(set(test.fold.tolist())) if held is None else held
     pairs = test.select(np.isin(test.fold, folds))
+    if len(pairs) == 0:
+        raise HyperverifyError(f"{lfw_root / 'pairs.txt'} has no pairs in folds {folds}, the folds the model never "
+                               "trained on; pass --protocol to score the whole list")
     dataset = subset(open_dataset(lfw_root, "lfw"), pairs.keys)
     note = (f"LFW View 2 folds {', '.join(map(str, folds))}, the folds whose people the model never trained on "
             f"(read from the model file); each fold's threshold is chosen on the other {len(folds) - 1}; "

@@ -16,6 +16,7 @@ program, and the figure should be the product's, not a reconstruction of it. The
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,29 +50,35 @@ class OneWayScorer:
     name = "f-one-way"
 
     def __init__(self, model: str | Path | None = None, progress: bool = True) -> None:
+        self.model_path = Path(model) if model else DEFAULT_MODEL
+        self._model_obj, extra = load_model(self.model_path)
+        if "threshold" not in extra:
+            raise HyperverifyError(f"{self.model_path}: the model has no calibrated threshold")
+        self._extra = extra
+        self.held_out = held_out_folds(extra)
+        self.progress = progress
+        self.threshold: float | None = None
+        self._built = False
+
+    def _build(self) -> None:
+        """Build the bundle and load it as a device would (done at the first ``score``, after the
+        fold check, so that a refusal costs no export)."""
         from hyperverify.converters.bundle import build_bundle
         from hyperverify.sdk.export_user import ENROLLMENT_MODEL, bundle_inputs
 
-        self.model_path = Path(model) if model else DEFAULT_MODEL
-        model_obj, extra = load_model(self.model_path)
-        if "threshold" not in extra:
-            raise HyperverifyError(f"{self.model_path}: the model has no calibrated threshold")
-        self.held_out = held_out_folds(extra)
-        self.progress = progress
         key = Ed25519PrivateKey.generate()
         self._key, self._trust = key, TrustPolicy.signed(public_raw(key))
         self._folder = tempfile.TemporaryDirectory(prefix="hyperverify-eval-")
         bundle = Path(self._folder.name) / "sdk"
-        if progress:
-            print(f"building the SDK bundle from {self.model_path} (ExecuTorch export, about 30 s)", flush=True)
-        build_bundle(bundle_inputs(model_obj, extra, self.model_path.read_bytes(), coreml=False), bundle, key)
+        if self.progress:
+            print(f"building the SDK bundle from {self.model_path} (ExecuTorch export, about 30 s)", file=sys.stderr, flush=True)
+        build_bundle(bundle_inputs(self._model_obj, self._extra, self.model_path.read_bytes(), coreml=False), bundle, key)
         self.manifest = open_manifest(bundle, self._trust)
         self._runner = ProgramRunner(checked_file(bundle, self.manifest, self.manifest.programs[PROGRAM_ROLE]))
         checked_file(bundle, self.manifest, ENROLLMENT_MODEL)
         self.model, self.extra = load_model(bundle / ENROLLMENT_MODEL)
         self._detector = FaceDetector()
-        self.threshold: float | None = None
-        self.model_version = self.manifest.model_version
+        self._built = True
 
     def _verifier(self, crop: np.ndarray, embedding: np.ndarray) -> Verifier:
         """The owner enrolled from one aligned crop, as the device loads them (signed fp16 user file)."""
@@ -87,6 +94,8 @@ class OneWayScorer:
             if trained:
                 raise HyperverifyError(f"the model trained on the people of LFW fold(s) {trained}: scoring them "
                                        f"would test on training people (it was held out from {self.held_out})")
+        if not self._built:
+            self._build()
         scores = np.empty(len(a))
         enrolled, owner = np.unique(a, return_inverse=True)
         probes = np.argsort(owner, kind="stable")
