@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 EPILOG = """\
 typical session:
   hyperverify prepare --data ../shared/data/lfw          # detect, align, embed (cached)
-  hyperverify evaluate                                   # SFace baseline on LFW View 2
+  hyperverify evaluate                                   # f one-way (the product) beside SFace, LFW folds it never saw
+  hyperverify evaluate --protocol lfw-view2 --scorer sface-cosine   # the SFace baseline, all 6000 View 2 pairs
+  hyperverify evaluate --pairs pairs.csv --images photos/           # any data set (see evaluate --help)
   hyperverify train --out runs/default                   # hypernetwork on celeba940 + LFW folds 0-4
-  hyperverify evaluate --scorer hyper --model runs/default/model.pt --model runs/other/model.pt
+  hyperverify evaluate --model runs/default/model.pt     # the product's figure for that model
   hyperverify build-sdk --out build/sdk                  # signed bundle + build/sdk.public-key.pem
   hyperverify export-user me1.jpg --bundle build/sdk --out users/   # signed user files
   hyperverify verify probe.jpg --bundle build/sdk --user users/owner.hvu
@@ -34,7 +36,8 @@ signing: build-sdk, export-user and enroll sign with the backend's Ed25519 key, 
   <bundle>.public-key.pem); a bundle cannot change it.
 
 environment:
-  HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data)
+  HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data); LFW is also
+                     found where scikit-learn's fetch_lfw_pairs keeps it (~/scikit_learn_data/lfw_home)
   HYPERVERIFY_CACHE  where prepared crops and embeddings are cached (default ~/.cache/hyperverify)
 """
 
@@ -101,7 +104,6 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "that holds it (one folder per person). Files are read by their content: any extension, or none.\n\n"
         f"LFW is looked for in $HYPERVERIFY_DATA/lfw, then in scikit-learn's {sklearn_lfw_home()} "
         "(fetch_lfw_pairs's download: lfw_funneled/ and pairs.txt).")
-    p.formatter_class = _EpilogHelpFormatter
     p.add_argument("--data", type=Path,
                    help="the LFW folder (default: $HYPERVERIFY_DATA/lfw, else scikit-learn's lfw_home)")
     p.add_argument("--pairs", type=Path, help="a CSV of pairs of any data set (see below) instead of LFW")
@@ -123,19 +125,6 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("out/evaluate"),
                    help="folder for the JSON, markdown and ROC PNG (the committed figures: --out reports)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for preparation")
-
-
-class _EpilogHelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The subcommand formatter, with the epilog's paragraphs kept (and each one wrapped)."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        import textwrap
-
-        return "\n\n".join(textwrap.fill(part, width, initial_indent=indent, subsequent_indent=indent)
-                           for part in text.split("\n\n"))
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        return _HelpFormatter._get_help_string(self, action)  # type: ignore[arg-type]
 
 
 @command("evaluate", _evaluate_args)
@@ -478,7 +467,14 @@ def _app(args: argparse.Namespace) -> int:
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where it tells something: not for unset (None) or off (False) options,
-    nor where the help text already says what the default is."""
+    nor where the help text already says what the default is; keeps the paragraphs of descriptions
+    and epilogs (each one wrapped)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n\n".join(textwrap.fill(" ".join(part.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent) for part in text.split("\n\n"))
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

@@ -177,8 +177,8 @@ def test_generated_folds_keep_people_apart() -> None:
 
 def test_pairs_csv_errors_name_the_line(orl: Path, tmp_path: Path) -> None:
     csv = tmp_path / "pairs.csv"
-    csv.write_text("s1/1.pgm,s1/2.pgm,maybe\n")
-    with pytest.raises(DatasetError, match=r"pairs.csv:1: 'same' must be"):
+    csv.write_text("image a,image b,same\ns1/1.pgm,s1/2.pgm,maybe\n")
+    with pytest.raises(DatasetError, match=r"pairs.csv:2: 'same' must be"):
         read_pairs_csv(csv, orl)
     csv.write_text("a,b,same\ns1/1.pgm,s1/nope.pgm,1\n")
     with pytest.raises(DatasetError, match=r"pairs.csv:2: image 's1/nope.pgm' not found"):
