@@ -173,6 +173,9 @@ def test_generated_folds_keep_people_apart() -> None:
     for a, f in zip(ids_a, fold):
         owners.setdefault(a, set()).add(int(f))
     assert all(len(f) == 1 for f in owners.values()) and "image a's person only" in note
+    lonely_b = ["p19" if a == "p19" else f"p{int(k)}" for a, k in zip(ids_a, rng.integers(0, 19, len(ids_a)))]
+    fold, note = identity_folds(ids_a, lonely_b, 10)
+    assert "image a's person only" in note and len(set(fold.tolist())) == 10, "one person apart, the rest linked"
 
 
 def test_pairs_csv_errors_name_the_line(orl: Path, tmp_path: Path) -> None:
