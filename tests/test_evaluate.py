@@ -113,7 +113,8 @@ def test_any_data_set_every_scorer(renamed_orl: tuple[Path, Path], tmp_path: Pat
 
 def test_pairs_with_a_non_image_are_refused_by_name(renamed_orl: tuple[Path, Path], tmp_path: Path) -> None:
     csv, root = renamed_orl
-    csv.write_text(csv.read_text() + "person-00/README,person-01/shot1.png,0\n")
+    other = sorted(p.name for p in (root / "person-01").iterdir())[0]
+    csv.write_text(csv.read_text() + f"person-00/README,person-01/{other},0\n")
     result = run("evaluate", "--pairs", str(csv), "--images", str(root), "--scorer", "sface-cosine",
                  "--out", str(tmp_path / "out"), "--workers", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
