@@ -137,8 +137,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.images and not args.pairs:
         raise HyperverifyError("--images goes with --pairs")
-    if args.pairs and args.protocol:
-        raise HyperverifyError("--pairs and --protocol contradict each other: one set of pairs at a time")
+    if args.pairs and (args.protocol or args.data):
+        raise HyperverifyError("--pairs takes its images from --images; --protocol and --data are for LFW")
     models = args.model or []
     if len(models) > 1 and (args.scorer or []) != ["hyper"]:
         raise HyperverifyError("several --model are for --scorer hyper (routed by LFW fold); other scorers take one")
