@@ -23,7 +23,9 @@ Development is on LFW View 1: training people are celeba940 (minus ids that matc
 ``EXCLUDED_CELEBA``) and peopleDevTrain; scores are one-way on pairsDevTest (accuracy by 10-fold
 cross-validation of the threshold, AUC) and on attempts among DevTest people (TAR at FAR 1e-3 and
 1e-4, enrolling from 1 and 3 photos; ``sdk.oneway``). No choice is made on View 2's scored folds.
-Results: ``benchmarks/results/accuracy-<part><tag>.json``.
+Results: ``accuracy-<part><tag>.json`` in ``runs/results`` (or ``--out``); only ``--publish`` writes the
+committed ``benchmarks/results`` (the commands above were run with ``--publish``); ``view2-summary``
+and ``report`` read the JSON of the same folder.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from hyperverify.sdk.recipe import load_sets
 from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import publishing
+
 RUNS = Path("runs")
 EXCLUDED_CELEBA = {"05876", "09762"}
 """celeba940 ids of LFW people (Angelina_Jolie, Halle_Berry; shared/data/README.md); dropped until
@@ -261,7 +264,7 @@ def view2_part(args) -> dict:
     return result
 
 
-def view2_summary(tag: str) -> dict:
+def view2_summary(tag: str, results: Path) -> dict:
     """Both models' results -> the View 2 figure (each fold scored by the model that never saw its
     people), the learning curves (JSON + PNG)."""
     import matplotlib
@@ -269,7 +272,7 @@ def view2_summary(tag: str) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {m: json.loads((RESULTS / f"accuracy-view2{tag}-{m}.json").read_text())["result"] for m in ("A", "B")}
+    runs = {m: json.loads((results / f"accuracy-view2{tag}-{m}.json").read_text())["result"] for m in ("A", "B")}
     out: dict = {"models": {m: {k: r[k] for k in ("seconds", "steps_per_second", "train", "threshold")} for m, r in runs.items()}}
     for label in ("generated", "refined"):
         folds = [a for r in runs.values() for a in r[label]["fold_accuracy"]]
@@ -287,7 +290,7 @@ def view2_summary(tag: str) -> dict:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / f"accuracy-view2{tag}-curve.png", dpi=110)
+    fig.savefig(results / f"accuracy-view2{tag}-curve.png", dpi=110)
     plt.close(fig)
     return out
 
@@ -301,10 +304,10 @@ def _row(label: str, m: dict, extra: str = "") -> str:
     return f"| {label} | " + " | ".join(cells) + f" | {extra} |"
 
 
-def report() -> str:
+def report(results: Path) -> str:
     """Markdown tables from the saved View 1 results (one-way everywhere)."""
     def load(name: str):
-        path = RESULTS / f"accuracy-{name}.json"
+        path = results / f"accuracy-{name}.json"
         return json.loads(path.read_text())["result"] if path.exists() else None
 
     out = ["| View 1, one-way (pairsDevTest; attempts among DevTest people) | accuracy | AUC | TAR@FAR 1e-3 / 1e-4, 1 photo | 3 photos | notes |",
@@ -335,7 +338,7 @@ def report() -> str:
             out.append(f"| {r['config']['layout']} | {r['params']:,} | {r['flops'] / 1e6:.2f} | " + " | ".join(row[1:5]).rstrip(" |")
                        + f" | {r['history'][-1]['dev_cosine']:.3f} |")
     text = "\n".join(out) + "\n"
-    atomic_write_text(RESULTS / "accuracy.md", text)
+    atomic_write_text(results / "accuracy.md", text)
     return text
 
 
@@ -368,9 +371,8 @@ def refine_view2_part(args) -> dict:
     return out
 
 
-def save(part: str, tag: str, result) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"accuracy-{part}{tag}.json"
+def save(part: str, tag: str, result, results: Path) -> Path:
+    path = results / f"accuracy-{part}{tag}.json"
     payload = {"part": part, "command": " ".join(sys.argv), "result": result}
     atomic_write_text(path, json.dumps(payload, indent=2, default=float) + "\n")
     return path
@@ -428,10 +430,12 @@ def main() -> int:
     parser.add_argument("--tag", default="")
     parser.add_argument("--celeba10k", action="store_true",
                         help="View 1 parts: also train on celeba10k (minus identities that match LFW people)")
+    publishing.add_arguments(parser)
     args = parser.parse_args()
+    results = publishing.results_dir(args)
     torch.set_num_threads(1)
     if args.part == "report":
-        print(report())
+        print(report(results))
         return 0
     v = view1(args.celeba10k) if not args.part.startswith(("view2", "refine-view2")) else None
     if args.part == "distill":
@@ -451,7 +455,7 @@ def main() -> int:
         result = refine_view2_part(args)
         args.part = f"refine-view2-{args.model.parent.name}{args.tag}"
     elif args.part == "view2-summary":
-        result = view2_summary(args.tag)
+        result = view2_summary(args.tag, results)
         args.part = f"view2{args.tag}-summary"
         args.tag = ""
     elif args.part == "refine":
@@ -461,9 +465,9 @@ def main() -> int:
         result = []
         for k in args.layouts:
             result.append(distill_run(v, DistillConfig(layout=k, steps=args.steps, batch=args.batch), f"{k}{args.tag}"))
-            save(args.part, args.tag, result)
+            save(args.part, args.tag, result, results)
     print(json.dumps(result, indent=1, default=float)[:4000])
-    print("wrote", save(args.part if args.part != "distill" else f"distill-{result['name']}", "", result))
+    print("wrote", save(args.part if args.part != "distill" else f"distill-{result['name']}", "", result, results))
     return 0
 
 

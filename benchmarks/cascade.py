@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+import publishing
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.datasets import Pairs, data_root, protocol_pairs
 from hyperverify.sdk.enroll import DEFAULT_MODEL
@@ -42,9 +43,6 @@ from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary, th
 from hyperverify.sdk.oneway import Unlocks, pair_scores, shipped_verifier, unlock_attempts
 from hyperverify.sdk.recipe import held_out_people, load_sets
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "runs"
 SHARES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
 F_MFLOPS, BACKBONE_MFLOPS = 3.37, 1148.0
 """FLOPs of f (``runtime/spec.py``) and of SFace (README, torch's flop counter)."""
@@ -173,7 +171,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file (default: the committed default)")
     parser.add_argument("--far", type=float, default=1 / 50_000, help="the product bar's FAR (default 1/50,000)")
     parser.add_argument("--tag", default="", help="suffix of the result files")
-    parser.add_argument("--publish", action="store_true", help="write benchmarks/results/ (default: runs/results/)")
+    publishing.add_arguments(parser)
     args = parser.parse_args()
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
@@ -188,8 +186,7 @@ def main() -> int:
               "roc": {"f": roc_summary(f, pairs.same), "backbone": roc_summary(backbone, pairs.same)},
               "curve": curve(f, backbone, pairs.same, pairs.fold),
               "product": product_curve(model, extra, lfw, args.far)}
-    out = RESULTS if args.publish else RUNS / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    out = publishing.results_dir(args)
     atomic_write_text(out / f"cascade{args.tag}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / f"cascade{args.tag}.md", markdown(result))
     plot(result["curve"], out / f"cascade{args.tag}.png")

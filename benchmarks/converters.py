@@ -6,7 +6,8 @@ Measures: the per-user weights file in fp32 and fp16, the bundle's size, the tim
 user's files (enrollment + .hvu + two Core ML packages, as `hyperverify export-user` does), and
 the accuracy of f on LFW View 2 with the user's generated weights rounded to fp16 against fp32
 (the View 2 models A and B of `benchmarks/method.py --part view2`, same protocol).
-Writes benchmarks/results/converters.json and .md.
+Writes converters.json and .md into runs/results (or --out); only --publish rewrites the committed
+benchmarks/results (the README's figures: `python benchmarks/converters.py --bundle build/sdk --publish`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from hyperverify.sdk.hypernet import load_model
 from hyperverify.sdk.metrics import held_out_fold_accuracy
 from hyperverify.sdk.recipe import load_sets
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import publishing
+
 
 
 class RoundedGenerator(torch.nn.Module):
@@ -64,7 +66,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=Path("build/sdk"))
     parser.add_argument("--models", type=Path, nargs="+", default=[Path("runs/view2-A/model.pt"), Path("runs/view2-B/model.pt")])
+    publishing.add_arguments(parser)
     args = parser.parse_args()
+    results = publishing.results_dir(args)
     lfw, _ = load_sets(progress=False)
     person = data_root() / "lfw" / "images" / "George_W_Bush"
     images = sorted(person.glob("*.jpg"))[:3]
@@ -83,7 +87,7 @@ def main() -> int:
     report = {"command": " ".join(sys.argv), "user_files_bytes": sizes, "bundle_bytes": bundle_bytes,
               "bundle_bytes_without_server_model": app_bytes, "render_one_user_seconds": timings,
               "view2_accuracy_fp32": fp32, "view2_accuracy_fp16": fp16, "fp16_loss_points": 100 * (fp32 - fp16)}
-    atomic_write_text(RESULTS / "converters.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(results / "converters.json", json.dumps(report, indent=2) + "\n")
     lines = ["| what | value |", "| --- | --- |"]
     lines += [f"| {name} | {size / 1024:.1f} KiB |" for name, size in sizes.items()]
     lines += [f"| bundle (all files) | {bundle_bytes / 1024:.0f} KiB ({app_bytes / 1024:.0f} KiB without the server-side enrollment model) |",
@@ -91,7 +95,7 @@ def main() -> int:
               f"| render one user, .hvu + fp32 and fp16 Core ML packages | {timings['with_coreml']:.2f} s |",
               f"| LFW View 2 accuracy, fp32 user weights | {100 * fp32:.2f} % |",
               f"| LFW View 2 accuracy, fp16 user weights | {100 * fp16:.2f} % ({100 * (fp32 - fp16):+.3f} points) |"]
-    atomic_write_text(RESULTS / "converters.md", "\n".join(lines) + "\n")
+    atomic_write_text(results / "converters.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

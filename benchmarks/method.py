@@ -49,7 +49,9 @@ from hyperverify.sdk.sampling import build_trainset
 from hyperverify.sdk.scorers import SFaceCosine
 from hyperverify.sdk.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import publishing
+from publishing import RESULTS
+
 RUNS = Path("runs")
 
 
@@ -433,11 +435,9 @@ def main() -> int:
                              "a later --part view2 finds them finished)")
     parser.add_argument("--old-model", type=Path,
                         help=f"compare: the old model A (git show {OLD_MODEL_A_COMMIT}:sdk/default_model/model.pt > FILE)")
-    parser.add_argument("--publish", action="store_true",
-                        help=f"write into the committed {RESULTS} (default: {RUNS / 'results'}, not committed)")
+    publishing.add_arguments(parser)
     args = parser.parse_args()
-    results_dir = RESULTS if args.publish else RUNS / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = publishing.results_dir(args)
     if args.part == "report":
         print(report(results_dir))
         return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import publishing
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version
@@ -38,9 +39,6 @@ from hyperverify.sdk.metrics import threshold_at_far
 from hyperverify.sdk.oneway import OneWay, hyper_verifier, shipped_verifier, unlock_attempts
 from hyperverify.sdk.recipe import held_out_people, load_sets
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "runs"
 WAYS = ((1, 1), (3, 1), (1, 3), (3, 3))
 """(enrollment photos, frames per attempt) rows of every table."""
 
@@ -93,7 +91,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file (default: the committed default)")
     parser.add_argument("--far", type=float, default=1 / 50_000, help="target FAR (default 1/50,000)")
     parser.add_argument("--tag", default="", help="suffix of the result files")
-    parser.add_argument("--publish", action="store_true", help="write benchmarks/results/ (default: runs/results/)")
+    publishing.add_arguments(parser)
     args = parser.parse_args()
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
@@ -115,8 +113,7 @@ def main() -> int:
         else:
             shipped = {k: float(extra.get("thresholds_by_photos", {}).get(k, extra["threshold"])) for k in (1, 3)}
         result["verifiers"][label] = bar(verifier, lfw, person, calibration, measured, args.far, shipped)
-    out = RESULTS if args.publish else RUNS / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    out = publishing.results_dir(args)
     atomic_write_text(out / f"product-bar{args.tag}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / f"product-bar{args.tag}.md", markdown(result))
     print(f"wrote {out / f'product-bar{args.tag}.md'}")

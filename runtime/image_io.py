@@ -9,7 +9,10 @@ once, with a documented rule:
 - RGBA / BGRA: the alpha channel is dropped (faces in photos are opaque; compositing on a
   colour would invent pixels);
 - EXIF orientation is not applied: the datasets we use carry none, and a camera frame arrives
-  already upright.
+  already upright;
+- the format is read from the content, never from the file name: ``sniff_format`` recognises the
+  formats the decoder reads by their first bytes, so a JPEG named ``photo`` or ``x.png`` decodes,
+  and a file that is no image (a README, ``.DS_Store``) is refused with that reason.
 
 Inputs are bounded before they are decoded, because whoever sends an image chooses its size:
 
@@ -38,6 +41,31 @@ from hyperverify.runtime.errors import ImageError
 MAX_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 64 << 20
 _JPEG_SOI = b"\xff\xd8"
+SNIFF_BYTES = 16
+"""How many leading bytes ``sniff_format`` needs."""
+FORMATS = ("jpeg", "png", "bmp", "tiff", "webp", "pnm")
+"""What ``sniff_format`` recognises: the formats OpenCV's decoder reads in this build."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format of a file from its first ``SNIFF_BYTES`` bytes (magic numbers), or None.
+
+    Why: names lie (extension-less camera dumps, ``.jpg`` files that are PNGs, a ``README`` in a
+    folder of faces); the bytes do not. PNM covers PGM/PPM/PBM (``P1``..``P6`` then whitespace),
+    ORL's format."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n#":
+        return "pnm"
+    return None
 
 
 def image_size(data: bytes, source: str = "<bytes>") -> tuple[int, int]:
@@ -79,6 +107,9 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise ImageError(f"{source}: empty file")
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(f"{source}: {len(data)} bytes, more than the {MAX_IMAGE_BYTES} an image may have")
+    if sniff_format(data[:SNIFF_BYTES]) is None:
+        raise ImageError(f"{source}: not a readable image (its first bytes match none of "
+                         f"{', '.join(FORMATS)}; the file name's extension is not used)")
     check_pixel_count(*image_size(data, source), source)
     if data[:2] == _JPEG_SOI:
         _check_jpeg(data, source)

@@ -9,17 +9,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.sdk.quiet import silence_third_party
 
+if TYPE_CHECKING:
+    from hyperverify.sdk.evaluate import Evaluation
+
 EPILOG = """\
 typical session:
   hyperverify prepare --data ../shared/data/lfw          # detect, align, embed (cached)
-  hyperverify evaluate                                   # SFace baseline on LFW View 2
+  hyperverify evaluate                                   # f one-way (the product) beside SFace, LFW folds it never saw
+  hyperverify evaluate --protocol lfw-view2 --scorer sface-cosine   # the SFace baseline, all 6000 View 2 pairs
+  hyperverify evaluate --pairs pairs.csv --images photos/           # any data set (see evaluate --help)
   hyperverify train --out runs/default                   # hypernetwork on celeba940 + LFW folds 0-4
-  hyperverify evaluate --scorer hyper --model runs/default/model.pt --model runs/other/model.pt
+  hyperverify evaluate --model runs/default/model.pt     # the product's figure for that model
   hyperverify build-sdk --out build/sdk                  # signed bundle + build/sdk.public-key.pem
   hyperverify export-user me1.jpg --bundle build/sdk --out users/   # signed user files
   hyperverify verify probe.jpg --bundle build/sdk --user users/owner.hvu
@@ -31,7 +36,8 @@ signing: build-sdk, export-user and enroll sign with the backend's Ed25519 key, 
   <bundle>.public-key.pem); a bundle cannot change it.
 
 environment:
-  HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data)
+  HYPERVERIFY_DATA   folder holding lfw/, att_faces/, celeba940/ (default ../shared/data); LFW is also
+                     found where scikit-learn's fetch_lfw_pairs keeps it (~/scikit_learn_data/lfw_home)
   HYPERVERIFY_CACHE  where prepared crops and embeddings are cached (default ~/.cache/hyperverify)
 """
 
@@ -76,20 +82,46 @@ def _prepare(args: argparse.Namespace) -> int:
           f"no face found in {len(fallbacks)} (fallback crop), unreadable {data.count(STATUS_UNREADABLE)}")
     for key in fallbacks[:20]:
         print(f"  no face: {key}")
+    if dataset.skipped:
+        print(f"left out {len(dataset.skipped)} file(s) that are no image (read by content), first: {dataset.skipped[0]}")
     return 0
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    from hyperverify.sdk.datasets import PROTOCOLS
+    from hyperverify.sdk.datasets import PROTOCOLS, sklearn_lfw_home
+    from hyperverify.sdk.evaluate import DEFAULT_NO_FACE, NO_FACE_POLICIES
     from hyperverify.sdk.scorers import SCORERS
 
-    _data_arg(p, "lfw")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="lfw-view2",
-                   help="lfw-view2: the benchmark, 10-fold; lfw-view1: development split")
-    p.add_argument("--scorer", choices=sorted(SCORERS), default="sface-cosine",
-                   help="how a pair is scored (sface-cosine is the backbone baseline)")
+    p.epilog = (
+        "Without options: the product's figure. f one-way as a phone runs it (the owner enrolled from image a "
+        "by the backend: generator, plus the enrollment refinement when the model carries a bank; image b "
+        "scored by the ExecuTorch program of an SDK bundle built from the model) beside the backbone (SFace "
+        "cosine), on the LFW View 2 folds the model never trained on (read from the model file), with a ROC "
+        "plot. Only the images of those pairs are prepared (cached in $HYPERVERIFY_CACHE).\n\n"
+        "Any data set: --pairs PAIRS.csv --images DIR. Each row: image a, image b, same (1/0, true/false, "
+        "yes/no, same/different), optional fold; paths relative to DIR; a header row is skipped. Without a fold "
+        "column, identity-disjoint folds are generated, the identity of an image being the name of the folder "
+        "that holds it (one folder per person). Files are read by their content: any extension, or none.\n\n"
+        f"LFW is looked for in $HYPERVERIFY_DATA/lfw, then in scikit-learn's {sklearn_lfw_home()} "
+        "(fetch_lfw_pairs's download: lfw_funneled/ and pairs.txt).")
+    p.add_argument("--data", type=Path,
+                   help="the LFW folder (default: $HYPERVERIFY_DATA/lfw, else scikit-learn's lfw_home)")
+    p.add_argument("--pairs", type=Path, help="a CSV of pairs of any data set (see below) instead of LFW")
+    p.add_argument("--images", type=Path, help="with --pairs: the folder the CSV's image paths are relative to")
+    p.add_argument("--folds", type=int, default=10, help="with --pairs and no fold column: how many folds to generate")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="score LFW's official pair list (all its pairs) with --scorer; lfw-view2: the benchmark, "
+                        "10-fold; lfw-view1: development split. Default: the held-out View 2 folds (see below)")
+    p.add_argument("--scorer", choices=sorted(SCORERS), action="append",
+                   help="how a pair is scored, repeatable: f-one-way (the product), sface-cosine (the backbone), "
+                        "hyper (the torch model's symmetric pair score). Default: f-one-way and sface-cosine")
     p.add_argument("--model", type=Path, action="append",
-                   help="trained model(s) for --scorer hyper; each scores only the folds it never trained on")
+                   help="trained model for f (default: the committed default model); hyper takes several, "
+                        "each scoring only the LFW folds it never trained on")
+    p.add_argument("--no-face", choices=NO_FACE_POLICIES, default=DEFAULT_NO_FACE,
+                   help="images where no face is found: fallback scores them from a crop at the median LFW face "
+                        "position; exclude drops their pairs for every scorer. Both are counted in the report. "
+                        f"(default: {DEFAULT_NO_FACE})")
     p.add_argument("--out", type=Path, default=Path("out/evaluate"),
                    help="folder for the JSON, markdown and ROC PNG (the committed figures: --out reports)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for preparation")
@@ -97,22 +129,50 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    """Score an official pair protocol and write accuracy, AUC, EER, TAR@FAR and a ROC plot."""
-    from hyperverify.sdk.datasets import open_dataset, protocol_pairs, require_images
-    from hyperverify.sdk.evaluate import evaluate, write_report
+    """Score pairs and write accuracy, AUC, EER, TAR@FAR and a ROC plot: by default f one-way (the
+    product) beside the backbone on the LFW View 2 folds the model never trained on."""
+    from hyperverify.sdk.datasets import find_lfw, open_dataset, protocol_pairs, read_pairs_csv, require_images
+    from hyperverify.sdk.evaluate import evaluate, evaluate_pairs, make_scorer, product_figure, with_face, write_report
     from hyperverify.sdk.prepare import prepare
-    from hyperverify.sdk.scorers import SCORERS
 
-    test, tune = protocol_pairs(args.data, args.protocol)
-    dataset = open_dataset(args.data, "lfw")
+    if args.images and not args.pairs:
+        raise HyperverifyError("--images goes with --pairs")
+    if args.pairs and (args.protocol or args.data):
+        raise HyperverifyError("--pairs takes its images from --images; --protocol and --data are for LFW")
+    models = args.model or []
+    if len(models) > 1 and (args.scorer or []) != ["hyper"]:
+        raise HyperverifyError("several --model are for --scorer hyper (routed by LFW fold); other scorers take one")
+    model = models[0] if models else None
+    if args.pairs:
+        if not args.images:
+            raise HyperverifyError("--pairs needs --images, the folder its image paths are relative to")
+        pair_set = read_pairs_csv(args.pairs, args.images, args.folds)
+        result = evaluate_pairs(pair_set, args.scorer or ["f-one-way", "sface-cosine"], model, args.no_face, args.workers)
+        _print_evaluation(result, args.out)
+        return 0
+    lfw_root = args.data or find_lfw()
+    if args.protocol is None:
+        _print_evaluation(product_figure(lfw_root, model, args.no_face, args.workers, scorers=args.scorer,
+                                         models=models), args.out)
+        return 0
+    test, tune = protocol_pairs(lfw_root, args.protocol)
+    dataset = open_dataset(lfw_root, "lfw")
     require_images(dataset, test, tune)
     data = prepare(dataset, workers=args.workers)
-    kwargs = {"models": args.model} if args.model else {}
-    report, scores = evaluate(data, args.protocol, test, tune, SCORERS[args.scorer](**kwargs))
-    paths = write_report(report, scores, test.same, args.out)
-    print(report.markdown())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    for name in args.scorer or ["sface-cosine"]:
+        scorer = make_scorer(name, models if name == "hyper" else model)
+        report, scores = evaluate(data, args.protocol, test, tune, scorer, args.no_face)
+        kept = test.select(with_face(data, test)) if args.no_face == "exclude" else test
+        paths = write_report(report, scores, kept.same, args.out)
+        print(report.markdown())
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _print_evaluation(result: "Evaluation", out: Path) -> None:
+    paths = result.write(out)
+    print(result.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -407,7 +467,14 @@ def _app(args: argparse.Namespace) -> int:
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where it tells something: not for unset (None) or off (False) options,
-    nor where the help text already says what the default is."""
+    nor where the help text already says what the default is; keeps the paragraphs of descriptions
+    and epilogs (each one wrapped)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n\n".join(textwrap.fill(" ".join(part.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent) for part in text.split("\n\n"))
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

@@ -61,11 +61,13 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
     if model is None:
         model, extra = load_default()
     crops = aligned_crops(images)
-    return _weights(model, extra or {}, crops, embed(crops), user_id, dtype, refine)
+    return weights_from_faces(model, extra or {}, crops, embed(crops), user_id, dtype, refine)
 
 
-def _weights(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.ndarray, user_id: str, dtype: str,
-             refine: bool | None) -> UserWeights:
+def weights_from_faces(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.ndarray, user_id: str,
+                       dtype: str, refine: bool | None) -> UserWeights:
+    """A user's weights from their aligned crops (k x 112x112x3) and backbone embeddings (k x 128):
+    the one enrollment step shared by ``enroll``, ``Backend`` and the evaluation of the product."""
     if "threshold" not in extra:
         raise HyperverifyError("the model has no calibrated threshold; retrain with `hyperverify train`")
     with torch.no_grad():
@@ -115,7 +117,7 @@ class Backend:
         if not images:
             raise HyperverifyError("enrollment needs at least one image")
         crops = aligned_crops(images, self.aligner)
-        return _weights(self.model, self.extra, crops, embed(crops), user_id, self.dtype, self.refine)
+        return weights_from_faces(self.model, self.extra, crops, embed(crops), user_id, self.dtype, self.refine)
 
     def enroll_many(self, users: Mapping[str, Sequence[str | Path | np.ndarray]]) -> Enrolled:
         """Many users: every face found goes through the backbone in one batched pass. A user whose
@@ -134,7 +136,7 @@ class Backend:
         embeddings = embed(np.concatenate(list(crops.values())))
         start = 0
         for user_id, own in crops.items():
-            done.weights[user_id] = _weights(self.model, self.extra, own, embeddings[start:start + len(own)],
+            done.weights[user_id] = weights_from_faces(self.model, self.extra, own, embeddings[start:start + len(own)],
                                              user_id, self.dtype, self.refine)
             start += len(own)
         return done

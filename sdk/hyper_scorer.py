@@ -22,6 +22,16 @@ from hyperverify.sdk.prepare import PreparedSet
 MODES = ("symmetric", "one-way")
 
 
+def held_out_folds(extra: dict) -> list[int] | None:
+    """The LFW View 2 folds whose people a model never trained on: its ``test_folds``, else the
+    folds not in its ``train_folds``; None when it records neither (it trained on no LFW fold)."""
+    if extra.get("test_folds") is not None:
+        return sorted(extra["test_folds"])
+    if extra.get("train_folds") is not None:
+        return [k for k in range(10) if k not in extra["train_folds"]]
+    return None
+
+
 @torch.no_grad()
 def pair_logits(model: HyperModel, data: PreparedSet, a: np.ndarray, b: np.ndarray, batch: int = 1024) -> np.ndarray:
     """f_theta_a(b) for each pair: the generated verifier of row a applied to row b's crop."""
@@ -51,13 +61,21 @@ class HyperScorer:
         loaded = []
         for path in models:
             model, extra = load_model(path)
-            folds = extra.get("test_folds")
+            folds = held_out_folds(extra)
             loaded.append((model, None if folds is None else set(folds)))
         return cls(loaded, mode)
 
-    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray | None) -> np.ndarray:
+        """``fold`` None: the pairs are not LFW's (another data set), so no LFW fold is refused and one
+        model scores every pair; with several models, which one scores a pair is decided by LFW folds."""
+        models = self.models
+        if fold is None:
+            if len(models) > 1:
+                raise HyperverifyError("several models are routed by LFW View 2 fold; pairs of another data set "
+                                       "take one model")
+            models, fold = [(models[0][0], None)], np.full(len(a), -1)
         scores = np.full(len(a), np.nan)
-        for model, folds in self.models:
+        for model, folds in models:
             take = np.ones(len(a), bool) if folds is None else np.isin(fold, list(folds))
             take &= np.isnan(scores)
             if not take.any():

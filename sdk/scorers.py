@@ -18,9 +18,10 @@ class Scorer(Protocol):
 
     name: str
 
-    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray) -> np.ndarray:
-        """One float per pair (row ``a[i]`` against row ``b[i]``); ``fold`` is each pair's protocol
-        fold, so that a scorer can refuse (or route) pairs whose people a model was trained on."""
+    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray | None) -> np.ndarray:
+        """One float per pair (row ``a[i]`` against row ``b[i]``); ``fold`` is each pair's LFW fold,
+        so that a scorer can refuse (or route) pairs whose people a model was trained on, and None
+        for pairs of another data set (no LFW fold to refuse)."""
         ...
 
 
@@ -29,7 +30,7 @@ class SFaceCosine:
 
     name = "sface-cosine"
 
-    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray | None) -> np.ndarray:
         return np.einsum("ij,ij->i", data.embeddings[a], data.embeddings[b])
 
 
@@ -39,5 +40,12 @@ def _hyper(**kwargs) -> Scorer:
     return HyperScorer.from_paths(**kwargs)
 
 
-SCORERS: dict[str, Callable[..., Scorer]] = {SFaceCosine.name: SFaceCosine, "hyper": _hyper}
-"""Name -> factory; factories that need a model receive ``models`` (paths) as a keyword."""
+def _one_way(**kwargs) -> Scorer:
+    from hyperverify.sdk.oneway_product import OneWayScorer
+
+    return OneWayScorer(**kwargs)
+
+
+SCORERS: dict[str, Callable[..., Scorer]] = {"f-one-way": _one_way, SFaceCosine.name: SFaceCosine, "hyper": _hyper}
+"""Name -> factory: ``f-one-way`` (the product's path, one ``model``), ``sface-cosine`` (the backbone),
+``hyper`` (the torch model, symmetric pair score; ``models``: paths, routed by LFW fold)."""

@@ -82,7 +82,7 @@ def mini_lfw(lfw: Path, tmp_path: Path) -> Path:
 
 def test_evaluate_sface_on_real_pairs(mini_lfw: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports"
-    result = run("evaluate", "--data", str(mini_lfw), "--out", str(out), "--workers", "2")
+    result = run("evaluate", "--data", str(mini_lfw), "--protocol", "lfw-view2", "--out", str(out), "--workers", "2")
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "sface-cosine-lfw-view2.json").read_text())
     assert report["pairs"] == 20 and len(report["fold_accuracy"]) == 2
@@ -93,7 +93,8 @@ def test_evaluate_sface_on_real_pairs(mini_lfw: Path, tmp_path: Path) -> None:
 def test_pairs_naming_missing_images(mini_lfw: Path, tmp_path: Path) -> None:
     with open(mini_lfw / "pairs.txt", "a") as fh:
         fh.write("Nobody_Known\t1\t2\n")
-    result = run("evaluate", "--data", str(mini_lfw), "--out", str(tmp_path / "r"), "--workers", "1")
+    result = run("evaluate", "--data", str(mini_lfw), "--protocol", "lfw-view2", "--out", str(tmp_path / "r"),
+                 "--workers", "1")
     assert_clean_error(result, "Nobody_Known/Nobody_Known_0001.jpg")
 
 
@@ -102,9 +103,12 @@ def test_hyper_scorer_refuses_folds_its_model_trained_on(mini_lfw: Path, tmp_pat
     on training people, so the evaluator must refuse instead of reporting a flattering number."""
     from hyperverify.sdk.enroll import DEFAULT_MODEL
 
-    result = run("evaluate", "--data", str(mini_lfw), "--scorer", "hyper", "--model", str(DEFAULT_MODEL),
-                 "--out", str(tmp_path / "r"), "--workers", "1")
+    result = run("evaluate", "--data", str(mini_lfw), "--protocol", "lfw-view2", "--scorer", "hyper", "--model",
+                 str(DEFAULT_MODEL), "--out", str(tmp_path / "r"), "--workers", "1")
     assert_clean_error(result, "no model was held out from fold(s) [0, 1]")
+    result = run("evaluate", "--data", str(mini_lfw), "--protocol", "lfw-view2", "--scorer", "f-one-way",
+                 "--out", str(tmp_path / "r"), "--workers", "1")
+    assert_clean_error(result, "trained on the people of LFW fold(s) [0, 1]")
 
 
 def test_verify_judges_every_image_and_summarises(lfw: Path, tmp_path: Path) -> None:

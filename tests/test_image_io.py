@@ -80,3 +80,28 @@ def test_frames_are_validated(face_bgr: np.ndarray) -> None:
         frame_to_rgb(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ImageError, match="color_order"):
         frame_to_rgb(face_bgr, "yuv")
+
+
+@pytest.mark.parametrize("ext, name", [(".jpg", "jpeg"), (".png", "png"), (".bmp", "bmp"), (".tiff", "tiff"),
+                                       (".webp", "webp"), (".pgm", "pnm"), (".ppm", "pnm")])
+def test_formats_are_recognised_by_their_bytes(face_bgr: np.ndarray, ext: str, name: str) -> None:
+    from hyperverify.runtime.image_io import SNIFF_BYTES, sniff_format
+
+    image = cv2.cvtColor(face_bgr, cv2.COLOR_BGR2GRAY) if ext == ".pgm" else face_bgr
+    data = cv2.imencode(ext, image)[1].tobytes()
+    assert sniff_format(data[:SNIFF_BYTES]) == name
+    assert decode_image(data, "x").shape[:2] == face_bgr.shape[:2]
+
+
+def test_a_file_is_read_by_content_whatever_its_name(lfw: Path, orl: Path, tmp_path: Path, face_bgr: np.ndarray) -> None:
+    """An extension-less JPEG, an ORL PGM named .dat, a PNG named .jpg decode; a text file named
+    .jpg is refused as no image."""
+    (tmp_path / "photo").write_bytes(lfw_image(lfw, "Abel_Pacheco", 1).read_bytes())
+    np.testing.assert_array_equal(read_image(tmp_path / "photo"), face_bgr[:, :, ::-1])
+    (tmp_path / "orl.dat").write_bytes((orl / "s1" / "1.pgm").read_bytes())
+    assert read_image(tmp_path / "orl.dat").shape == (112, 92, 3)
+    (tmp_path / "wrong.jpg").write_bytes(_png(face_bgr))
+    np.testing.assert_array_equal(read_image(tmp_path / "wrong.jpg"), face_bgr[:, :, ::-1])
+    (tmp_path / "notes.jpg").write_bytes(b"shopping list: bread, eggs\n")
+    with pytest.raises(ImageError, match="not a readable image .its first bytes match none"):
+        read_image(tmp_path / "notes.jpg")
