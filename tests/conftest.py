@@ -6,12 +6,19 @@ dataset is a failure: CI must never pass by skipping the real-data tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.sdk.datasets import data_root
+
+BACKEND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))
+"""The app's backend key in the tests: it signs the shared bundle and the users (a test key made here)."""
+BUNDLE_CACHE_ENV = "HYPERVERIFY_TEST_BUNDLE_CACHE"
 
 
 def _require(sub: str) -> Path:
@@ -37,6 +44,40 @@ def orl() -> Path:
 @pytest.fixture(scope="session")
 def celeba() -> Path:
     return _require("celeba940")
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The shipped default model (network, extra): what a real deployment enrolls with."""
+    from hyperverify.sdk.enroll import load_default
+
+    return load_default()
+
+
+@pytest.fixture(scope="session")
+def bundle(model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model's bundle (no Core ML), signed with ``BACKEND_KEY``; tests copy it before editing.
+
+    Building it takes about half a minute. Under ``$HYPERVERIFY_TEST_BUNDLE_CACHE`` (set by
+    benchmarks/mutation.py, which runs these tests once per mutant) it is built once per model and
+    key into that folder and copied from there."""
+    from hyperverify.converters.bundle import build_bundle
+    from hyperverify.sdk.enroll import DEFAULT_MODEL
+    from hyperverify.sdk.export_user import bundle_inputs
+    from hyperverify.sdk.signing import public_raw
+
+    net, extra = model
+    target = tmp_path_factory.mktemp("bundle") / "bundle"
+    cache = os.environ.get(BUNDLE_CACHE_ENV)
+    if not cache:
+        build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, BACKEND_KEY)
+        return target
+    tag = hashlib.sha256(DEFAULT_MODEL.read_bytes() + public_raw(BACKEND_KEY)).hexdigest()[:16]
+    cached = Path(cache) / tag
+    if not cached.is_dir():
+        build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), cached, BACKEND_KEY)
+    shutil.copytree(cached, target)
+    return target
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hyperverify.converters.bundle import build_bundle, write_signed_manifest
+from hyperverify.converters.bundle import write_signed_manifest
 from hyperverify.converters.torch_verifier import unflatten, verifier_forward
 from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
@@ -18,12 +18,11 @@ from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
 from hyperverify.runtime.manifest import BundleError, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
-from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
-from hyperverify.sdk.export_user import bundle_inputs
+from hyperverify.sdk.enroll import enroll
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import lfw_image
+from tests.conftest import BACKEND_KEY, lfw_image
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key made here
+KEY = BACKEND_KEY  # it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
 
 
@@ -33,19 +32,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_default()
-
-
-@pytest.fixture(scope="module")
-def bundle(model, tmp_path_factory) -> Path:
-    net, extra = model
-    target = tmp_path_factory.mktemp("sdk") / "bundle"
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -33,29 +33,16 @@ from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, ch
 from hyperverify.runtime.trust import ManifestSignatureError, TrustError, accepts, open_manifest, threshold_floor
 from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LengthError, SignatureError, UserFileError, UserWeights,
                                            read_user_file, write_user_file)
-from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
+from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll
 from hyperverify.sdk.export_user import bundle_inputs
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import lfw_image
+from tests.conftest import BACKEND_KEY, lfw_image
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))  # the app's backend (test key)
+KEY = BACKEND_KEY  # the app's backend (test key); it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
 UNSIGNED = TrustPolicy.allow_unsigned("tests: attacks on unsigned deployments")
 VECTORS = Path(__file__).parent / "vectors"
 VECTOR_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # tests/vectors/make_vectors.py KEY
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_default()
-
-
-@pytest.fixture(scope="module")
-def bundle(model, tmp_path_factory) -> Path:
-    net, extra = model
-    target = tmp_path_factory.mktemp("trust") / "bundle"
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
-    return target
 
 
 @pytest.fixture(scope="module")
