@@ -16,11 +16,11 @@ from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
-from hyperverify.runtime.manifest import BundleError, Manifest, sha256_bytes
+from hyperverify.runtime.manifest import BundleError, Manifest, read_manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
 from hyperverify.sdk.enroll import enroll
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import BACKEND_KEY, lfw_image
+from tests.conftest import BACKEND_KEY, UNSEEN_OWNER, lfw_image, poisson_upper, unseen_people
 
 KEY = BACKEND_KEY  # it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
@@ -54,15 +54,34 @@ def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
     assert abs(got - want) < 1e-4, (got, want)
 
 
-def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
-    own = [verifier.verify(read_image(lfw_image(lfw, "George_W_Bush", i)), "rgb") for i in range(20, 40)]
-    others = [verifier.verify(read_image(p), "rgb") for p in sorted((lfw / "images").glob("A*/*_0001.jpg"))[:40]]
-    own_scores = [r.score for r in own if r.score is not None]
-    other_scores = [r.score for r in others if r.score is not None]
-    assert np.median(own_scores) > np.percentile(other_scores, 90)
-    assert sum(r.accepted for r in others) <= 2
-    assert sum(r.accepted for r in own) >= 4  # FRR at the shipped FAR 1e-3 threshold is high: see README
+def test_owner_and_strangers_the_model_never_saw(bundle, model, unseen_owner, lfw) -> None:
+    """Owner and strangers from the folds the model neither trained nor calibrated on. Bounds, from
+    the default model c17eb71b measured here (40 owner frames, 200 strangers' first photos):
+    - strangers: 0 of 184 decided accepted. Bound: Poisson at twice the manifest's target FAR (the
+      app's sessions measured 1.6e-3 at target 1e-3), exceeded < 1 % of the time: 2 of ~190 at 1e-3.
+    - ranking: AUC of owner against stranger scores 0.987 (README: 0.93 per model on View 2). Bound 0.9.
+    - owner: 9 of 37 decided accepted (FRR 76 %; the model's calibration FRR is 85 %). Bound 1: at
+      FRR 85 % the chance of no accept in 37 is 0.3 %; none at all means the owner path is broken."""
+    net, extra = model
+    manifest = read_manifest(bundle)
+    verifier = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    own = [verifier.verify(read_image(lfw_image(lfw, UNSEEN_OWNER, i)), "rgb") for i in range(4, 44)]  # not enrolled
+    strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][::8][:200]
+    others = [verifier.verify(read_image(lfw_image(lfw, name, 1)), "rgb") for name in strangers]
+    own_decided = [r for r in own if r.reason in ("accepted", "rejected")]
+    others_decided = [r for r in others if r.reason in ("accepted", "rejected")]
+    false_accepts = [name for name, r in zip(strangers, others) if r.accepted]
+    own_scores = np.array([r.score for r in own_decided])
+    other_scores = np.array([r.score for r in others_decided])
+    auc = (own_scores[:, None] > other_scores[None, :]).mean()
+    accepted = sum(r.accepted for r in own_decided)
+    print(f"owner {accepted} of {len(own_decided)} decided accepted; strangers {len(false_accepts)} of "
+          f"{len(others_decided)}; AUC {auc:.3f}")
+    assert len(own_decided) >= 0.8 * len(own) and len(others_decided) >= 0.8 * len(others)
+    assert len(false_accepts) <= poisson_upper(len(others_decided) * 2 * manifest.target_far), false_accepts
+    assert auc >= 0.9
+    assert accepted >= 1
+    assert all(r.accepted == (r.score >= verifier.threshold) for r in own_decided + others_decided)
 
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
