@@ -172,3 +172,93 @@ def test_refusals(bundle, owner, model, lfw, tmp_path: Path) -> None:
     (broken / "manifest.json.sig").write_bytes(KEY.sign((broken / "manifest.json").read_bytes()))
     with pytest.raises(BundleError, match="format"):
         load(broken, owner, TRUST)
+
+
+@pytest.fixture(scope="module")
+def owner_frames(bundle, owner, lfw) -> tuple[np.ndarray, np.ndarray]:
+    """A frame the owner's verifier accepts on its own and one of a stranger it rejects (found, not assumed)."""
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    frames = (read_image(lfw_image(lfw, "George_W_Bush", i)) for i in range(20, 60))
+    accepted = next(frame for frame in frames if verifier.verify(frame, "rgb").accepted)
+    stranger = read_image(lfw_image(lfw, "Abel_Pacheco", 1))
+    assert verifier.verify(stranger, "rgb").reason == "rejected"
+    return accepted, stranger
+
+
+def test_k_of_n_frames(bundle, owner, owner_frames) -> None:
+    """``frames_required=2, window=3``: an accept needs 2 accepted frames among the last 3; a window
+    that fills without them is one failed attempt for the lockout, and the window starts again."""
+    yes, no = owner_frames
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()), frames_required=2, window=3)
+    assert [verifier.verify(f, "rgb").reason for f in (yes, no, yes)] == ["rejected", "rejected", "accepted"]
+    assert verifier.lockout.state == LockoutState()
+    assert [verifier.verify(f, "rgb").reason for f in (no, yes, no)] == ["rejected"] * 3
+    assert verifier.lockout.state.failures == 1
+    assert [verifier.verify(f, "rgb").reason for f in (yes, yes)] == ["rejected", "accepted"]  # a fresh window
+    assert verifier.lockout.state == LockoutState()
+    results = [verifier.verify(no, "rgb") for _ in range(15)]  # five full windows of rejects
+    assert [r.locked_for for r in results] == [0.0] * 14 + [30.0]
+    assert verifier.verify(yes, "rgb").reason == "locked_out"
+
+
+def test_k_of_n_must_fit_the_window(bundle, owner) -> None:
+    for required, window in ((0, 1), (3, 2), (0, 0)):
+        with pytest.raises(ValueError) as refused:
+            load(bundle, owner, TRUST, frames_required=required, window=window)
+        assert str(refused.value) == "need 1 <= frames_required <= window"
+    verifier = load(bundle, owner, TRUST, frames_required=3, window=3)
+    assert (verifier.frames_required, verifier.window) == (3, 3)
+
+
+def test_an_accept_resets_the_failure_count(bundle, owner, owner_frames) -> None:
+    yes, no = owner_frames
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()))
+    assert [verifier.verify(no, "rgb").reason for _ in range(4)] == ["rejected"] * 4
+    assert verifier.lockout.state.failures == 4
+    accepted = verifier.verify(yes, "rgb")
+    assert accepted.accepted and accepted.locked_for == 0.0 and verifier.lockout.state == LockoutState()
+    assert [verifier.verify(no, "rgb").locked_for for _ in range(5)] == [0.0] * 4 + [30.0]
+
+
+def test_one_clearly_largest_face_is_verified(bundle, owner, owner_frames) -> None:
+    """A bystander whose face is a fifth of the owner's does not block the owner (the closest face)."""
+    yes, no = owner_frames
+    frame = np.zeros((250, 370, 3), np.uint8)
+    frame[:, :250] = yes
+    frame[70:180, 255:365] = cv2.resize(no, (110, 110), interpolation=cv2.INTER_AREA)
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    faces = verifier.detector.detect(frame)
+    assert any(face.box[0] >= 250 for face in faces) and all(face.area < 0.5 * faces[0].area for face in faces[1:])
+    result = verifier.verify(frame, "rgb")
+    assert result.reason in ("accepted", "rejected") and result.face.box[0] < 250, result
+    assert result.score == pytest.approx(verifier.verify(yes, "rgb").score, abs=0.5)
+
+
+def test_score_crop_and_load_say_what_is_wrong(bundle, owner, tmp_path: Path) -> None:
+    verifier = load(bundle, owner, TRUST)
+    with pytest.raises(ImageError) as refused:
+        verifier.score_crop(np.zeros((64, 64, 3), np.uint8))
+    assert str(refused.value) == "score_crop needs a 112x112x3 uint8 RGB crop, got uint8 (64, 64, 3)"
+    with pytest.raises(ImageError) as refused:
+        verifier.score_crop([[0]])
+    assert str(refused.value) == "score_crop needs a 112x112x3 uint8 RGB crop, got list "
+    weights = verifier.weights
+    short = type(weights)(**{**weights.__dict__, "theta": weights.theta[:-1]})
+    write_user_file(tmp_path / "short.hvu", short, KEY)
+    with pytest.raises(BundleError) as refused:
+        load(bundle, tmp_path / "short.hvu", TRUST)
+    assert str(refused.value) == f"user file holds {weights.theta.size - 1} values, the program needs {weights.theta.size}"
+    stale = type(weights)(**{**weights.__dict__, "model_version": "0" * 16})
+    write_user_file(tmp_path / "stale.hvu", stale, KEY)
+    with pytest.raises(BundleError) as refused:
+        load(bundle, tmp_path / "stale.hvu", TRUST)
+    assert str(refused.value) == (f"{tmp_path / 'stale.hvu'}: enrolled with model {'0' * 16}, the bundle ships model "
+                                  f"{weights.model_version}; re-enroll the user")
+    unprogrammed = tmp_path / "unprogrammed"
+    shutil.copytree(bundle, unprogrammed)
+    manifest = read_manifest(unprogrammed)
+    programs = {role: name for role, name in manifest.programs.items() if role != "executorch-xnnpack"}
+    write_signed_manifest(unprogrammed, Manifest(**{**manifest.__dict__, "programs": programs}), KEY)
+    with pytest.raises(BundleError) as refused:
+        load(unprogrammed, owner, TRUST)
+    assert str(refused.value) == f"{unprogrammed}: the manifest names no executorch-xnnpack program"
