@@ -76,6 +76,59 @@ def test_a_policy_needs_a_key_or_a_named_opt_out() -> None:
     assert not UNSIGNED.requires_signatures
 
 
+POLICY_MESSAGE = ("a trust policy needs either a 32-byte Ed25519 public key (TrustPolicy.signed) or an explicit "
+                  "opt-out with a reason (TrustPolicy.allow_unsigned), not both or neither")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TrustPolicy(), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key=b"\x01" * 31), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key="ab" * 32), POLICY_MESSAGE),  # hex text is for TrustPolicy.signed
+    (lambda: TrustPolicy(unsigned_reason=b"bytes"), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key=b"\x01" * 31, unsigned_reason="tests"), POLICY_MESSAGE),
+    (lambda: TrustPolicy.signed("zz"), "the public key is not hex"),
+    (lambda: TrustPolicy.signed("ab" * 31), "an Ed25519 public key is 32 bytes"),
+    (lambda: TrustPolicy.signed(bytearray(32)), "an Ed25519 public key is 32 bytes"),
+])
+def test_a_malformed_policy_says_why(make, message: str) -> None:
+    with pytest.raises(TrustError) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+def test_policies_from_hex_text_and_raw_bytes_are_the_same() -> None:
+    raw = public_raw(KEY)
+    assert TrustPolicy.signed(f"  {raw.hex()}\n") == TrustPolicy.signed(raw) == TrustPolicy(public_key=raw)
+    assert TrustPolicy.signed(raw).verifying_key().public_bytes_raw() == raw
+    assert UNSIGNED.verifying_key() is None and UNSIGNED.unsigned_reason == "tests: attacks on unsigned deployments"
+
+
+def test_a_policy_from_the_key_file_build_sdk_emits(tmp_path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+    from hyperverify.sdk.signing import write_public_key
+
+    write_public_key(KEY, tmp_path / "key.pem")
+    (tmp_path / "key.hex").write_text(public_raw(KEY).hex() + "\n")
+    assert TrustPolicy.from_public_key_file(tmp_path / "key.pem") == TRUST
+    assert TrustPolicy.from_public_key_file(tmp_path / "key.hex") == TRUST
+    ec = generate_private_key(SECP256R1()).public_key().public_bytes(serialization.Encoding.PEM,
+                                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    cases = {"ec.pem": (ec, "not an Ed25519 public key"),
+             "cut.pem": ((tmp_path / "key.pem").read_bytes()[:60], "not a readable PEM public key"),
+             "text": (b"hello", "neither a PEM public key nor 64 hex digits"),
+             "latin": (b"\xe9" * 64, "neither a PEM public key nor 64 hex digits")}
+    for name, (data, words) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(TrustError) as refused:
+            TrustPolicy.from_public_key_file(tmp_path / name)
+        assert str(refused.value).startswith(f"{tmp_path / name}: {words}"), refused.value
+    (tmp_path / "big").write_bytes(b"a" * 4097)
+    with pytest.raises(TrustError, match="more than"):
+        TrustPolicy.from_public_key_file(tmp_path / "big")
+
+
 def test_load_takes_the_policy_from_the_app_only(bundle, owner_weights, tmp_path) -> None:
     """Attack 3/4: ``load(bundle, user)`` with the policy read from the bundle is gone."""
     write_user_file(tmp_path / "owner.hvu", owner_weights, KEY)
@@ -148,8 +201,11 @@ def test_the_accept_rule() -> None:
         assert not accepts(score, -3e38)
     assert not accepts(1.0, float("nan"))
     assert threshold_floor(4.0, -3e38) == 4.0 and threshold_floor(4.0, 5.0) == 5.0
-    with pytest.raises(BundleError):
-        threshold_floor(float("nan"), 1.0)
+    assert type(threshold_floor(np.float32(4.0), 3)) is float
+    for manifest, user in ((float("nan"), 1.0), (1.0, float("nan")), (float("inf"), 1.0), (1.0, -float("inf"))):
+        with pytest.raises(BundleError) as refused:
+            threshold_floor(manifest, user)
+        assert str(refused.value) == "a threshold is NaN or infinite"
 
 
 # ---------------------------------------------------------------------------------------------
