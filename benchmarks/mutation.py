@@ -68,8 +68,19 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests"
           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 34: "skipped"}
 """mutmut's exit codes (mutmut.stats.status_by_exit_code), anything else being "suspicious"."""
 
-HARMLESS: dict[str, str] = {}
-"""Surviving mutant name -> why it cannot change a decision (filled in after reading each survivor)."""
+HARMLESS: dict[str, str] = {
+    "hyperverify.runtime.lockout.xǁLockoutStateǁfrom_json__mutmut_5":
+        'decode("UTF-8") is decode("utf-8"): codec names are case-insensitive',
+    "hyperverify.runtime.lockout.xǁFileStoreǁload__mutmut_7":
+        "reads MAX_STATE_BYTES + 2 bytes instead of + 1: any read past the cap gives the same verdict (fail closed)",
+    "hyperverify.runtime.lockout.xǁLockoutRulesǁlock_seconds__mutmut_9":
+        "caps the doublings at 65 instead of 64: the cap only keeps 2.0 ** n finite, min() with max_lock_seconds "
+        "gives the same lock",
+    "hyperverify.runtime.lockout.xǁLockoutǁblocked__mutmut_8":
+        "remaining() re-reads the state blocked() just read: the same state unless another process writes in between",
+}
+"""Surviving mutant name -> why it cannot change a decision (judged by reading each survivor);
+``--render`` re-applies this table to the published results without re-running."""
 
 
 def stage(module: str) -> Path:
@@ -185,14 +196,24 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     parser.add_argument("--publish", action="store_true",
                         help="write benchmarks/results/mutation.{json,md} instead of runs/results/")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-apply HARMLESS to the existing results and rewrite them (no mutmut run)")
     args = parser.parse_args()
     modules = tuple(args.module or MODULES)
+    out = RESULTS if args.publish else ROOT / "runs" / "results"
+    path = out / "mutation.json"
+    if args.render:
+        result = json.loads(path.read_text())
+        for row in result["modules"].values():
+            for survivor in row["survivors"]:
+                survivor["harmless"] = HARMLESS.get(survivor["mutant"])
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out / "mutation.md", markdown(result))
+        return
     if not (data_root() / "lfw").is_dir():
         raise SystemExit(f"the real face data is not at {data_root()} (set HYPERVERIFY_DATA): the tests need it")
     import mutmut
 
-    out = RESULTS if args.publish else ROOT / "runs" / "results"
-    path = out / "mutation.json"
     command = "python benchmarks/mutation.py " + " ".join(sys.argv[1:])
     for module in modules:  # each run replaces its module's row, so that a module can be re-run alone
         folder = stage(module)
