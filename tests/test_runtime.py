@@ -18,6 +18,7 @@ from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
 from hyperverify.runtime.manifest import BundleError, Manifest, read_manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
+from hyperverify.runtime.verifier import MIN_FACE_PX
 from hyperverify.sdk.enroll import enroll
 from hyperverify.sdk.signing import public_raw
 from tests.conftest import BACKEND_KEY, UNSEEN_OWNER, lfw_image, poisson_upper, unseen_people
@@ -262,3 +263,14 @@ def test_score_crop_and_load_say_what_is_wrong(bundle, owner, tmp_path: Path) ->
     with pytest.raises(BundleError) as refused:
         load(unprogrammed, owner, TRUST)
     assert str(refused.value) == f"{unprogrammed}: the manifest names no executorch-xnnpack program"
+
+
+def test_the_shorter_side_of_the_face_box_decides_face_too_small(bundle, owner, lfw) -> None:
+    """A face squeezed sideways: its box is under MIN_FACE_PX wide but well over it tall."""
+    face = read_image(lfw_image(lfw, "George_W_Bush", 5))
+    frame = np.zeros((400, 400, 3), np.uint8)
+    frame[100:260, 100:200] = cv2.resize(face, (100, 160), interpolation=cv2.INTER_AREA)
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    [found] = verifier.detector.detect(frame)
+    assert found.box[2] < MIN_FACE_PX <= found.box[3] - 20, found.box
+    assert verifier.verify(frame, "rgb").reason == "face_too_small"
