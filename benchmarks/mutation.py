@@ -15,7 +15,7 @@ mutant that no test reaches counting as survived. Not in CI: a full run takes te
 
 mutmut names modules after their file path and this repository maps ``hyperverify.runtime`` to
 ``runtime/`` (pyproject's package-dir), so the run happens in a staged copy with a src layout
-(``build/mutation/src/hyperverify/...`` plus ``tests/``), where the mutated copy is the one the
+(``build/mutation-stage/MODULE/src/hyperverify/...`` plus ``tests/``), where the mutated copy is the one the
 tests import. The tests' default-model bundle is built once into ``build/mutation-bundles`` (see
 ``tests/conftest.py``'s ``bundle``) instead of once per mutant.
 
@@ -40,7 +40,7 @@ from hyperverify.sdk.datasets import data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-STAGE = ROOT / "build" / "mutation"
+STAGE = ROOT / "build" / "mutation-stage"  # one folder per module below it: runs of different modules may overlap
 BUNDLE_CACHE = ROOT / "build" / "mutation-bundles"
 HYGIENE = RESULTS / "hygiene.json"
 PACKAGES = ("runtime", "sdk", "converters", "docs")  # what the selected tests import (a bundle ships docs/)
@@ -85,18 +85,19 @@ HARMLESS: dict[str, str] = {
 
 def stage(module: str) -> Path:
     """A fresh src-layout copy of the packages and tests, configured to mutate ``module``."""
-    shutil.rmtree(STAGE, ignore_errors=True)
+    folder = STAGE / module
+    shutil.rmtree(folder, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "cpp", "*.pyc")
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, STAGE / "src" / "hyperverify" / package, ignore=ignore)
-    (STAGE / "src" / "hyperverify" / "__init__.py").write_text('"""Staged copy for mutation testing."""\n')
-    shutil.copytree(ROOT / "tests", STAGE / "tests", ignore=ignore)
-    (STAGE / "benchmarks" / "results").mkdir(parents=True)
-    shutil.copy2(HYGIENE, STAGE / "benchmarks" / "results")  # tests.conftest.unseen_people reads it
+        shutil.copytree(ROOT / package, folder / "src" / "hyperverify" / package, ignore=ignore)
+    (folder / "src" / "hyperverify" / "__init__.py").write_text('"""Staged copy for mutation testing."""\n')
+    shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
+    (folder / "benchmarks" / "results").mkdir(parents=True)
+    shutil.copy2(HYGIENE, folder / "benchmarks" / "results")  # tests.conftest.unseen_people reads it
     only = f'"src/hyperverify/runtime/{module}.py"'
     tests = ", ".join(f'"{test}"' for test in TESTS[module])
     deselect = ", ".join(f'"--deselect", "{test}"' for test in DESELECT)
-    (STAGE / "pyproject.toml").write_text(f"""[tool.pytest.ini_options]
+    (folder / "pyproject.toml").write_text(f"""[tool.pytest.ini_options]
 testpaths = ["tests"]
 addopts = "-ra --strict-markers"
 markers = ["data: needs the real face data", "slow: takes more than a few seconds"]
@@ -114,9 +115,9 @@ debug = true  # without it the stats run fails with no message (mutmut 3.8.1 cap
 """)
     # Tests import ``tests.conftest``; mutmut drops its working folder (mutants/) from sys.path, so
     # ``tests`` is found through a folder of its own that points at mutmut's copy.
-    (STAGE / "path").mkdir()
-    (STAGE / "path" / "tests").symlink_to(STAGE / "mutants" / "tests")
-    return STAGE
+    (folder / "path").mkdir()
+    (folder / "path" / "tests").symlink_to(folder / "mutants" / "tests")
+    return folder
 
 
 def run_mutmut(folder: Path, timeout: float) -> float:
