@@ -120,14 +120,16 @@ debug = true  # without it the stats run fails with no message (mutmut 3.8.1 cap
     return folder
 
 
-def run_mutmut(folder: Path, timeout: float) -> float:
+def run_mutmut(folder: Path, timeout: float, pattern: str | None) -> float:
+    """mutmut on the staged copy; ``pattern`` (fnmatch on mutant names) runs only those mutants."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYPERVERIFY_DATA": str(data_root()),
            "HYPERVERIFY_TEST_BUNDLE_CACHE": str(BUNDLE_CACHE), "PYTHONPATH": str(folder / "path"),
            "CI": "true"}  # a missing dataset fails the baseline run instead of skipping every data test
     start = time.perf_counter()
     mutmut = Path(sys.executable).parent / "mutmut"
     with open(folder / "mutmut.log", "w") as log:  # debug output: pytest's, per mutant
-        done = subprocess.run([str(mutmut), "run", "--max-children", "1"], cwd=folder, env=env, timeout=timeout,
+        done = subprocess.run([str(mutmut), "run", "--max-children", "1", *([pattern] if pattern else [])],
+                              cwd=folder, env=env, timeout=timeout,
                               stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise SystemExit(f"mutmut failed (exit {done.returncode}); see {folder / 'mutmut.log'}")
@@ -145,12 +147,13 @@ def diff_of(folder: Path, name: str) -> str:
 def collect(folder: Path, module: str) -> dict:
     """One module's counts and survivors, from mutmut's record of the run."""
     meta = json.loads((folder / "mutants" / "src" / "hyperverify" / "runtime" / f"{module}.py.meta").read_text())
-    statuses = {name: STATUS.get(code, "suspicious") for name, code in meta["exit_code_by_key"].items()}
+    statuses = {name: STATUS.get(code, "suspicious") for name, code in meta["exit_code_by_key"].items()
+                if code is not None}  # None: not run (outside the sample)
     counts = Counter(statuses.values())
     total = len(statuses)
     survivors = [{"mutant": name, "status": status, "diff": diff_of(folder, name), "harmless": HARMLESS.get(name)}
                  for name, status in sorted(statuses.items()) if status not in ("killed", "timeout")]
-    return {"mutants": total, "killed": counts["killed"], "timeout": counts["timeout"], "survived": counts["survived"],
+    return {"generated": len(meta["exit_code_by_key"]), "mutants": total, "killed": counts["killed"], "timeout": counts["timeout"], "survived": counts["survived"],
             "no_tests": counts["no_tests"],
             "other": total - sum(counts[k] for k in ("killed", "timeout", "survived", "no_tests")),
             "score": (counts["killed"] + counts["timeout"]) / total if total else None, "survivors": survivors}
@@ -162,10 +165,12 @@ def markdown(result: dict) -> str:
              f"{', '.join(result['deselected'])}). "
              "Score = (killed + timeout) / mutants; a mutant no test reaches counts as survived. "
              "Rewritten by `python benchmarks/mutation.py --publish` (each module's row by its own run).", "",
-             "| module | mutants | killed | timeout | survived | no tests | score | minutes | tests | command, commit |",
+             "| module | mutants run (of generated) | killed | timeout | survived | no tests | score | minutes | tests | "
+             "command, commit |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for module, row in result["modules"].items():
-        lines.append(f"| runtime/{module}.py | {row['mutants']} | {row['killed']} | {row['timeout']} | "
+        lines.append(f"| runtime/{module}.py | {row['mutants']} ({row.get('generated', row['mutants'])}, {row.get('sample', 'all')}) | {row['killed']} | "
+                     f"{row['timeout']} | "
                      f"{row['survived']} | {row['no_tests']} | {row['score']:.1%} | {row['seconds'] / 60:.1f} | "
                      f"{', '.join(row['tests'])} | `{row['command']}`, {row['commit']} |")
     survivors = [(module, s) for module, row in result["modules"].items() for s in row["survivors"]]
@@ -197,6 +202,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     parser.add_argument("--publish", action="store_true",
                         help="write benchmarks/results/mutation.{json,md} instead of runs/results/")
+    parser.add_argument("--sample", metavar="DIGITS",
+                        help="run only the mutants whose number ends in one of DIGITS (e.g. 05: a 20 %% systematic "
+                             "sample of every function's mutants), to bound the run")
     parser.add_argument("--render", action="store_true",
                         help="only re-apply HARMLESS to the existing results and rewrite them (no mutmut run)")
     args = parser.parse_args()
@@ -218,10 +226,12 @@ def main() -> None:
     command = "python benchmarks/mutation.py " + " ".join(sys.argv[1:])
     for module in modules:  # each run replaces its module's row, so that a module can be re-run alone
         folder = stage(module)
-        seconds = run_mutmut(folder, args.timeout)
+        pattern = f"*__mutmut_*[{args.sample}]" if args.sample else None
+        seconds = run_mutmut(folder, args.timeout, pattern)
         result = json.loads(path.read_text()) if path.exists() else {"modules": {}}
         result.update(mutmut=mutmut.__version__, deselected=list(DESELECT))
         result["modules"][module] = {"command": command, "commit": commit(), "tests": list(TESTS[module]),
+                                     "sample": pattern or "all",
                                      "seconds": seconds, **collect(folder, module)}
         result["modules"] = {name: result["modules"][name] for name in MODULES if name in result["modules"]}
         atomic_write_text(path, json.dumps(result, indent=2) + "\n")
