@@ -48,8 +48,8 @@ MODULES = ("user_file", "verifier", "lockout", "trust")
 TESTS = {
     "user_file": ("tests/test_user_file.py", "tests/test_trust.py"),
     "verifier": ("tests/test_runtime.py", "tests/test_trust.py"),
-    "lockout": ("tests/test_lockout.py", "tests/test_runtime.py"),
-    "trust": ("tests/test_trust.py", "tests/test_runtime.py"),
+    "lockout": ("tests/test_lockout.py",),
+    "trust": ("tests/test_trust.py",),
 }
 """Per module, the fast tests of the decision path that exercise it (mutmut then runs, for each
 mutant, only those of them that call the mutated function); one mutmut run per module."""
