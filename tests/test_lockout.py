@@ -233,3 +233,11 @@ def test_a_reject_below_the_limit_keeps_a_running_lock() -> None:
     lockout = Lockout(MemoryStore(LockoutState(0, 0, clock.now + 100, False)), clock=clock)
     state = lockout.record(False)
     assert (state.failures, state.locked_until) == (1, clock.now + 100) and lockout.blocked() == "locked_out"
+
+
+def test_a_lock_holds_until_its_last_fraction_of_a_second() -> None:
+    clock = Clock()
+    lockout = Lockout(MemoryStore(LockoutState(5, 5, clock.now + 0.5, False)), clock=clock)
+    assert lockout.blocked() == "locked_out" and lockout.remaining() == 0.5
+    clock.now += 0.5
+    assert lockout.blocked() is None
