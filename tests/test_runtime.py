@@ -122,13 +122,17 @@ def test_frame_reasons(bundle, owner, lfw) -> None:
     verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     face = read_image(lfw_image(lfw, "George_W_Bush", 5))
     assert verifier.verify(np.full((480, 640, 3), 90, np.uint8)).reason == "no_face"
-    twin = np.concatenate([face, read_image(lfw_image(lfw, "Abel_Pacheco", 1))], axis=1)
-    assert verifier.verify(twin, "rgb").reason == "several_faces"
+    twin = np.concatenate([face[50:200, 50:200], read_image(lfw_image(lfw, "Abel_Pacheco", 1))[50:200, 50:200]], axis=1)
+    assert len(verifier.detector.detect(twin)) == 2  # exactly two faces of similar size
+    several = verifier.verify(twin, "rgb")
+    assert (several.reason, several.accepted, several.score) == ("several_faces", False, None) and several.face
     tiny = np.zeros((720, 960, 3), np.uint8)
     tiny[300:380, 400:480] = cv2.resize(face, (80, 80), interpolation=cv2.INTER_AREA)  # YuNet finds it (box ~31 px)
-    assert verifier.verify(tiny, "rgb").reason == "face_too_small"
+    small = verifier.verify(tiny, "rgb")
+    assert (small.reason, small.accepted, small.score) == ("face_too_small", False, None) and small.face
     blurred = cv2.GaussianBlur(face, (0, 0), 4)  # found, but the crop's sharpness is under MIN_SHARPNESS
-    assert verifier.verify(blurred, "rgb").reason == "low_quality"
+    low = verifier.verify(blurred, "rgb")
+    assert (low.reason, low.accepted, low.score) == ("low_quality", False, None) and low.face
     for bad in (face.astype(np.float32), np.zeros((0, 0, 3), np.uint8), face[:, :, :2].copy()):
         with pytest.raises(ImageError):
             verifier.verify(bad)
@@ -191,9 +195,13 @@ def test_k_of_n_frames(bundle, owner, owner_frames) -> None:
     that fills without them is one failed attempt for the lockout, and the window starts again."""
     yes, no = owner_frames
     verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()), frames_required=2, window=3)
-    assert [verifier.verify(f, "rgb").reason for f in (yes, no, yes)] == ["rejected", "rejected", "accepted"]
+    first = [verifier.verify(f, "rgb") for f in (yes, no, yes)]
+    assert [r.reason for r in first] == ["rejected", "rejected", "accepted"]
+    assert all(r.accepted is (r.reason == "accepted") and r.score is not None and r.face is not None for r in first)
     assert verifier.lockout.state == LockoutState()
-    assert [verifier.verify(f, "rgb").reason for f in (no, yes, no)] == ["rejected"] * 3
+    second = [verifier.verify(f, "rgb") for f in (no, yes, no)]
+    assert [r.reason for r in second] == ["rejected"] * 3
+    assert all(r.accepted is False and r.score is not None and r.face is not None for r in second)
     assert verifier.lockout.state.failures == 1
     assert [verifier.verify(f, "rgb").reason for f in (yes, yes)] == ["rejected", "accepted"]  # a fresh window
     assert verifier.lockout.state == LockoutState()
