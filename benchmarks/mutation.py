@@ -78,6 +78,8 @@ HARMLESS: dict[str, str] = {
         "gives the same lock",
     "hyperverify.runtime.lockout.xǁLockoutǁblocked__mutmut_8":
         "remaining() re-reads the state blocked() just read: the same state unless another process writes in between",
+    "hyperverify.runtime.verifier.xǁVerifierǁ_decide__mutmut_110":
+        "lockout.record(None) for record(False): record() tests the argument's truth, and None is false",
 }
 """Surviving mutant name -> why it cannot change a decision (judged by reading each survivor);
 ``--render`` re-applies this table to the published results without re-running."""
