@@ -78,6 +78,19 @@ HARMLESS: dict[str, str] = {
         "gives the same lock",
     "hyperverify.runtime.lockout.xǁLockoutǁblocked__mutmut_8":
         "remaining() re-reads the state blocked() just read: the same state unless another process writes in between",
+    "hyperverify.runtime.trust.xǁTrustPolicyǁfrom_public_key_file__mutmut_5":
+        "the file's label in the message of an oversized key file (None): wording only; the refusal is tested",
+    "hyperverify.runtime.trust.xǁTrustPolicyǁfrom_public_key_file__mutmut_10":
+        "the file's label in the message of an oversized key file ('XX...XX'): wording only; the refusal is tested",
+    "hyperverify.runtime.trust.x_open_manifest__mutmut_25":
+        "the tail of the bad-signature message ('XX...XX'): wording only; the refusal and its start are tested",
+    "hyperverify.runtime.user_file.x__text__mutmut_10":
+        'decode("UTF-8") is decode("utf-8"): codec names are case-insensitive',
+    "hyperverify.runtime.user_file.x_encode__mutmut_15":
+        "theta is cast to the stored dtype on the next lines anyway: the same bytes, only a refusal's wording for "
+        "values beyond float32 differs",
+    "hyperverify.runtime.user_file.x_read_user_file__mutmut_15":
+        "the file's label in the message of an oversized user file ('USER FILE'): wording only; the refusal is tested",
     "hyperverify.runtime.verifier.xǁVerifierǁ_decide__mutmut_110":
         "lockout.record(None) for record(False): record() tests the argument's truth, and None is false",
 }
