@@ -84,6 +84,10 @@ HARMLESS: dict[str, str] = {
         "the file's label in the message of an oversized key file ('XX...XX'): wording only; the refusal is tested",
     "hyperverify.runtime.trust.x_open_manifest__mutmut_25":
         "the tail of the bad-signature message ('XX...XX'): wording only; the refusal and its start are tested",
+    "hyperverify.runtime.trust.x_open_manifest__mutmut_30":
+        "drops the manifest's path that parse_manifest names in its messages: wording only",
+    "hyperverify.runtime.trust.x_open_manifest__mutmut_35":
+        "the manifest's path in parse_manifest's messages spelt 'MANIFEST.JSON': wording only",
     "hyperverify.runtime.user_file.x__text__mutmut_10":
         'decode("UTF-8") is decode("utf-8"): codec names are case-insensitive',
     "hyperverify.runtime.user_file.x_encode__mutmut_15":
