@@ -90,6 +90,8 @@ HARMLESS: dict[str, str] = {
         "the manifest's path in parse_manifest's messages spelt 'MANIFEST.JSON': wording only",
     "hyperverify.runtime.user_file.x__text__mutmut_10":
         'decode("UTF-8") is decode("utf-8"): codec names are case-insensitive',
+    "hyperverify.runtime.user_file.x_decode__mutmut_65":
+        'decode("ASCII") is decode("ascii"): codec names are case-insensitive',
     "hyperverify.runtime.user_file.x_encode__mutmut_15":
         "theta is cast to the stored dtype on the next lines anyway: the same bytes, only a refusal's wording for "
         "values beyond float32 differs",

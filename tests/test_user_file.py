@@ -89,6 +89,7 @@ def test_each_refusal_has_its_type_and_says_why() -> None:
         uf.decode(forged, public_key=KEY.public_key(), require_signature=True)
     # A signed file read without a key is still marked signed; unsigned files are not.
     assert uf.decode(signed).signed and not uf.decode(good).signed
+    assert uf.decode(good).dtype == "float16"  # what encode() takes back
 
 
 def test_the_largest_theta_is_read_and_the_reader_names_the_file(tmp_path) -> None:
