@@ -3,6 +3,7 @@ plain HTTP (http.client, so that a test can send any Host, Origin or body an att
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,18 @@ class App:
 
     def assert_clean(self) -> None:
         assert "Traceback" not in "".join(self.output), "".join(self.output)
+
+
+@contextlib.contextmanager
+def running(*args: str, env: dict | None = None) -> Iterator[App]:
+    """`hyperverify app ARGS` for the length of a ``with`` block: stopped on the way out however the
+    block ends, and, when the block passed, its output checked for tracebacks."""
+    server = App(*args, env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+    server.assert_clean()
 
 
 class Tab:

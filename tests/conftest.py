@@ -6,12 +6,19 @@ dataset is a failure: CI must never pass by skipping the real-data tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.sdk.datasets import data_root
+
+BACKEND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))
+"""The app's backend key in the tests: it signs the shared bundle and the users (a test key made here)."""
+BUNDLE_CACHE_ENV = "HYPERVERIFY_TEST_BUNDLE_CACHE"
 
 
 def _require(sub: str) -> Path:
@@ -37,6 +44,70 @@ def orl() -> Path:
 @pytest.fixture(scope="session")
 def celeba() -> Path:
     return _require("celeba940")
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The shipped default model (network, extra): what a real deployment enrolls with."""
+    from hyperverify.sdk.enroll import load_default
+
+    return load_default()
+
+
+@pytest.fixture(scope="session")
+def model(default_model):
+    """``default_model`` under the name most tests use (test_cpp_runtime's ``model`` is another one)."""
+    return default_model
+
+
+@pytest.fixture(scope="session")
+def bundle(default_bundle: Path) -> Path:
+    """``default_bundle`` under the name most tests use (test_cpp_runtime's ``bundle`` is another one)."""
+    return default_bundle
+
+
+@pytest.fixture(scope="session")
+def default_bundle(default_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model's bundle (no Core ML), signed with ``BACKEND_KEY``; tests copy it before editing.
+
+    Building it takes about half a minute. Under ``$HYPERVERIFY_TEST_BUNDLE_CACHE`` (set by
+    benchmarks/mutation.py, which runs these tests once per mutant) it is built once per model and
+    key into that folder and copied from there."""
+    from hyperverify.converters.bundle import build_bundle
+    from hyperverify.sdk.enroll import DEFAULT_MODEL
+    from hyperverify.sdk.export_user import bundle_inputs
+    from hyperverify.sdk.signing import public_raw
+
+    net, extra = default_model
+    target = tmp_path_factory.mktemp("bundle") / "bundle"
+    cache = os.environ.get(BUNDLE_CACHE_ENV)
+    if not cache:
+        build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, BACKEND_KEY)
+        return target
+    tag = hashlib.sha256(DEFAULT_MODEL.read_bytes() + public_raw(BACKEND_KEY)).hexdigest()[:16]
+    cached = Path(cache) / tag
+    if not cached.is_dir():
+        build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), cached, BACKEND_KEY)
+    shutil.copytree(cached, target)
+    return target
+
+
+UNSEEN_OWNER = "Junichiro_Koizumi"
+"""An owner the default model never saw (View 2 fold 8, 60 photos): enrolled from photos 1-3."""
+
+
+@pytest.fixture(scope="session")
+def unseen_owner(default_model, lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``UNSEEN_OWNER``'s user file, enrolled with the default model, signed with ``BACKEND_KEY``."""
+    from hyperverify.runtime.user_file import write_user_file
+    from hyperverify.sdk.enroll import enroll
+
+    net, extra = default_model
+    assert UNSEEN_OWNER in unseen_people(lfw, extra), "the owner must be someone the model never saw"
+    path = tmp_path_factory.mktemp("users") / "unseen.hvu"
+    write_user_file(path, enroll([lfw_image(lfw, UNSEEN_OWNER, i) for i in (1, 2, 3)], net, extra, user_id="owner"),
+                    BACKEND_KEY)
+    return path
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -74,3 +145,38 @@ def cpp_toolchain_ready() -> bool:
 
 def lfw_image(lfw: Path, name: str, number: int) -> Path:
     return lfw / "images" / name / f"{name}_{number:04d}.jpg"
+
+
+HYGIENE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "hygiene.json"
+
+
+def unseen_people(lfw: Path, extra: dict) -> list[str]:
+    """LFW people the model in hand never trained on nor was calibrated on, sorted: the people of the
+    View 2 folds outside ``extra["train_folds"]`` and ``extra["calibration_folds"]``, less the
+    celeba940 identities that are LFW people and the names ``sdk/hygiene`` merges with a person of a
+    seen fold (``benchmarks/results/hygiene.json``: e.g. George_W_Bush, merged with Jeb_Bush of fold 4)."""
+    import json
+
+    from hyperverify.sdk.datasets import read_fold_people
+
+    folds = [set(people) for people in read_fold_people(lfw / "people.txt")]
+    seen_folds = set(extra["train_folds"]) | set(extra["calibration_folds"])
+    seen = set().union(*(folds[i] for i in seen_folds))
+    unseen = set().union(*(people for i, people in enumerate(folds) if i not in seen_folds))
+    hygiene = json.loads(HYGIENE.read_text())["hygiene"]
+    in_celeba = {entry["lfw"] for entries in hygiene["dropped"].values() for entry in entries}
+    merged_with_seen = {name for group in hygiene["merged"] if set(group["names"]) & seen for name in group["names"]}
+    return sorted(unseen - in_celeba - merged_with_seen)
+
+
+def poisson_upper(mean: float, tail: float = 0.01) -> int:
+    """The smallest k with P(X > k) < ``tail`` for X ~ Poisson(``mean``): a bound on a count of rare
+    events (false accepts) that a correct system exceeds less than ``tail`` of the time."""
+    import math
+
+    k, term, cdf = 0, math.exp(-mean), math.exp(-mean)
+    while 1.0 - cdf >= tail:
+        k += 1
+        term *= mean / k
+        cdf += term
+    return k

@@ -145,3 +145,99 @@ def test_rules_refuse_nonsense() -> None:
                 dict(pin_after=3)):
         with pytest.raises(ValueError):
             LockoutRules(**bad)
+
+
+_VALID = {"format": 1, "failures": 0, "total_failures": 0, "locked_until": 0.0, "pin_required": False}
+
+
+@pytest.mark.parametrize("change, message", [
+    (None, "not JSON (Expecting value: line 1 column 1 (char 0))"),
+    ({"x": 1}, "expected exactly the keys format, failures, total_failures, locked_until, pin_required"),
+    ({"format": 2}, "format 2, this runtime reads format 1"),
+    ({"total_failures": -1}, "total_failures must be an integer in [0, 2^31)"),
+    ({"failures": 2**31}, "failures must be an integer in [0, 2^31)"),
+    ({"locked_until": -1}, "locked_until must be a finite, non-negative number of unix seconds"),
+    ({"pin_required": 1}, "pin_required must be true or false"),
+])
+def test_a_refused_state_says_why(change: dict | None, message: str) -> None:
+    """The reason a state file is refused (FileStore then fails closed) names the field and the rule."""
+    data = b"not json" if change is None else json.dumps({**_VALID, **change}).encode()
+    with pytest.raises(ValueError) as refused:
+        LockoutState.from_json(data)
+    assert str(refused.value) == message
+
+
+def test_counters_are_read_up_to_2_to_the_31_exclusive() -> None:
+    top = json.dumps({**_VALID, "failures": 2**31 - 1, "total_failures": 2**31 - 1}).encode()
+    assert LockoutState.from_json(top) == LockoutState(2**31 - 1, 2**31 - 1, 0.0, False)
+
+
+def test_a_state_file_of_exactly_the_size_cap_is_read(tmp_path: Path) -> None:
+    body = json.dumps({**_VALID, "failures": 3, "total_failures": 3}).encode()
+    path = tmp_path / "owner.json"
+    path.write_bytes(body + b" " * (MAX_STATE_BYTES - len(body)))
+    assert FileStore(path).load() == LockoutState(3, 3, 0.0, False)
+
+
+def test_a_huge_state_file_fails_closed_without_being_read(tmp_path: Path) -> None:
+    """Only ``MAX_STATE_BYTES + 1`` bytes are read: a 1 GiB file costs neither time nor memory."""
+    import resource
+    import time
+
+    path = tmp_path / "owner.json"
+    with open(path, "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: costs no disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    assert FileStore(path).load() == FAIL_CLOSED
+    assert time.perf_counter() - start < 0.5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: nothing big read
+
+
+@pytest.mark.parametrize("rules", [dict(max_failures=1, pin_after=1), dict(first_lock_seconds=0.5),
+                                   dict(first_lock_seconds=10, max_lock_seconds=10), dict(pin_after=None),
+                                   dict(max_failures=5, pin_after=5)])
+def test_rules_accept_their_edge_values(rules: dict) -> None:
+    """The boundaries the refusals name are allowed: one failure, sub-second and fixed locks, no PIN."""
+    made = LockoutRules(**rules)
+    assert all(getattr(made, key) == value for key, value in rules.items())
+
+
+@pytest.mark.parametrize("rules, message", [
+    (dict(max_failures=0), "a lockout needs max_failures >= 1 and 0 < first_lock_seconds <= max_lock_seconds"),
+    (dict(pin_after=4), "pin_after must be >= max_failures"),
+])
+def test_rules_refusals_say_why(rules: dict, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        LockoutRules(**rules)
+    assert str(refused.value) == message
+
+
+def test_a_single_failure_rule_locks_at_the_first_reject() -> None:
+    clock = Clock()
+    lockout = Lockout(rules=LockoutRules(max_failures=1, first_lock_seconds=2, max_lock_seconds=8, pin_after=None),
+                      clock=clock)
+    assert [lockout.remaining(lockout.record(False)) for _ in range(4)] == [2.0, 4.0, 8.0, 8.0]
+
+
+def test_remaining_reads_the_state_it_is_given() -> None:
+    clock = Clock()
+    lockout = Lockout(clock=clock)  # its own store holds a fresh state
+    assert lockout.remaining(LockoutState(5, 5, clock.now + 10, False)) == 10.0 and lockout.remaining() == 0.0
+
+
+def test_a_reject_below_the_limit_keeps_a_running_lock() -> None:
+    """A state file (written by another runtime) with a running lock and a low count: the next reject
+    counts but does not shorten the lock to nothing."""
+    clock = Clock()
+    lockout = Lockout(MemoryStore(LockoutState(0, 0, clock.now + 100, False)), clock=clock)
+    state = lockout.record(False)
+    assert (state.failures, state.locked_until) == (1, clock.now + 100) and lockout.blocked() == "locked_out"
+
+
+def test_a_lock_holds_until_its_last_fraction_of_a_second() -> None:
+    clock = Clock()
+    lockout = Lockout(MemoryStore(LockoutState(5, 5, clock.now + 0.5, False)), clock=clock)
+    assert lockout.blocked() == "locked_out" and lockout.remaining() == 0.5
+    clock.now += 0.5
+    assert lockout.blocked() is None

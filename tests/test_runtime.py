@@ -10,20 +10,20 @@ import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hyperverify.converters.bundle import build_bundle, write_signed_manifest
+from hyperverify.converters.bundle import write_signed_manifest
 from hyperverify.converters.torch_verifier import unflatten, verifier_forward
 from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT, LockoutState, MemoryStore
-from hyperverify.runtime.manifest import BundleError, Manifest, sha256_bytes
+from hyperverify.runtime.manifest import BundleError, Manifest, read_manifest, sha256_bytes
 from hyperverify.runtime.user_file import SignatureError, UserFileError, write_user_file
-from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
-from hyperverify.sdk.export_user import bundle_inputs
+from hyperverify.runtime.verifier import MIN_FACE_PX
+from hyperverify.sdk.enroll import enroll
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import lfw_image
+from tests.conftest import BACKEND_KEY, UNSEEN_OWNER, lfw_image, poisson_upper, unseen_people
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key made here
+KEY = BACKEND_KEY  # it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
 
 
@@ -33,19 +33,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_default()
-
-
-@pytest.fixture(scope="module")
-def bundle(model, tmp_path_factory) -> Path:
-    net, extra = model
-    target = tmp_path_factory.mktemp("sdk") / "bundle"
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +55,34 @@ def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
     assert abs(got - want) < 1e-4, (got, want)
 
 
-def test_owner_scores_above_strangers(bundle, owner, lfw) -> None:
-    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
-    own = [verifier.verify(read_image(lfw_image(lfw, "George_W_Bush", i)), "rgb") for i in range(20, 40)]
-    others = [verifier.verify(read_image(p), "rgb") for p in sorted((lfw / "images").glob("A*/*_0001.jpg"))[:40]]
-    own_scores = [r.score for r in own if r.score is not None]
-    other_scores = [r.score for r in others if r.score is not None]
-    assert np.median(own_scores) > np.percentile(other_scores, 90)
-    assert sum(r.accepted for r in others) <= 2
-    assert sum(r.accepted for r in own) >= 4  # FRR at the shipped FAR 1e-3 threshold is high: see README
+def test_owner_and_strangers_the_model_never_saw(bundle, model, unseen_owner, lfw) -> None:
+    """Owner and strangers from the folds the model neither trained nor calibrated on. Bounds, from
+    the default model c17eb71b measured here (40 owner frames, 200 strangers' first photos):
+    - strangers: 0 of 184 decided accepted. Bound: Poisson at twice the manifest's target FAR (the
+      app's sessions measured 1.6e-3 at target 1e-3), exceeded < 1 % of the time: 2 of ~190 at 1e-3.
+    - ranking: AUC of owner against stranger scores 0.987 (README: 0.93 per model on View 2). Bound 0.9.
+    - owner: 9 of 37 decided accepted (FRR 76 %; the model's calibration FRR is 85 %). Bound 1: at
+      FRR 85 % the chance of no accept in 37 is 0.3 %; none at all means the owner path is broken."""
+    net, extra = model
+    manifest = read_manifest(bundle)
+    verifier = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    own = [verifier.verify(read_image(lfw_image(lfw, UNSEEN_OWNER, i)), "rgb") for i in range(4, 44)]  # not enrolled
+    strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][::8][:200]
+    others = [verifier.verify(read_image(lfw_image(lfw, name, 1)), "rgb") for name in strangers]
+    own_decided = [r for r in own if r.reason in ("accepted", "rejected")]
+    others_decided = [r for r in others if r.reason in ("accepted", "rejected")]
+    false_accepts = [name for name, r in zip(strangers, others) if r.accepted]
+    own_scores = np.array([r.score for r in own_decided])
+    other_scores = np.array([r.score for r in others_decided])
+    auc = (own_scores[:, None] > other_scores[None, :]).mean()
+    accepted = sum(r.accepted for r in own_decided)
+    print(f"owner {accepted} of {len(own_decided)} decided accepted; strangers {len(false_accepts)} of "
+          f"{len(others_decided)}; AUC {auc:.3f}")
+    assert len(own_decided) >= 0.8 * len(own) and len(others_decided) >= 0.8 * len(others)
+    assert len(false_accepts) <= poisson_upper(len(others_decided) * 2 * manifest.target_far), false_accepts
+    assert auc >= 0.9
+    assert accepted >= 1
+    assert all(r.accepted == (r.score >= verifier.threshold) for r in own_decided + others_decided)
 
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:
@@ -116,13 +122,17 @@ def test_frame_reasons(bundle, owner, lfw) -> None:
     verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     face = read_image(lfw_image(lfw, "George_W_Bush", 5))
     assert verifier.verify(np.full((480, 640, 3), 90, np.uint8)).reason == "no_face"
-    twin = np.concatenate([face, read_image(lfw_image(lfw, "Abel_Pacheco", 1))], axis=1)
-    assert verifier.verify(twin, "rgb").reason == "several_faces"
+    twin = np.concatenate([face[50:200, 50:200], read_image(lfw_image(lfw, "Abel_Pacheco", 1))[50:200, 50:200]], axis=1)
+    assert len(verifier.detector.detect(twin)) == 2  # exactly two faces of similar size
+    several = verifier.verify(twin, "rgb")
+    assert (several.reason, several.accepted, several.score) == ("several_faces", False, None) and several.face
     tiny = np.zeros((720, 960, 3), np.uint8)
     tiny[300:380, 400:480] = cv2.resize(face, (80, 80), interpolation=cv2.INTER_AREA)  # YuNet finds it (box ~31 px)
-    assert verifier.verify(tiny, "rgb").reason == "face_too_small"
+    small = verifier.verify(tiny, "rgb")
+    assert (small.reason, small.accepted, small.score) == ("face_too_small", False, None) and small.face
     blurred = cv2.GaussianBlur(face, (0, 0), 4)  # found, but the crop's sharpness is under MIN_SHARPNESS
-    assert verifier.verify(blurred, "rgb").reason == "low_quality"
+    low = verifier.verify(blurred, "rgb")
+    assert (low.reason, low.accepted, low.score) == ("low_quality", False, None) and low.face
     for bad in (face.astype(np.float32), np.zeros((0, 0, 3), np.uint8), face[:, :, :2].copy()):
         with pytest.raises(ImageError):
             verifier.verify(bad)
@@ -167,3 +177,108 @@ def test_refusals(bundle, owner, model, lfw, tmp_path: Path) -> None:
     (broken / "manifest.json.sig").write_bytes(KEY.sign((broken / "manifest.json").read_bytes()))
     with pytest.raises(BundleError, match="format"):
         load(broken, owner, TRUST)
+
+
+@pytest.fixture(scope="module")
+def owner_frames(bundle, owner, lfw) -> tuple[np.ndarray, np.ndarray]:
+    """A frame the owner's verifier accepts on its own and one of a stranger it rejects (found, not assumed)."""
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    frames = (read_image(lfw_image(lfw, "George_W_Bush", i)) for i in range(20, 60))
+    accepted = next(frame for frame in frames if verifier.verify(frame, "rgb").accepted)
+    stranger = read_image(lfw_image(lfw, "Abel_Pacheco", 1))
+    assert verifier.verify(stranger, "rgb").reason == "rejected"
+    return accepted, stranger
+
+
+def test_k_of_n_frames(bundle, owner, owner_frames) -> None:
+    """``frames_required=2, window=3``: an accept needs 2 accepted frames among the last 3; a window
+    that fills without them is one failed attempt for the lockout, and the window starts again."""
+    yes, no = owner_frames
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()), frames_required=2, window=3)
+    first = [verifier.verify(f, "rgb") for f in (yes, no, yes)]
+    assert [r.reason for r in first] == ["rejected", "rejected", "accepted"]
+    assert all(r.accepted is (r.reason == "accepted") and r.score is not None and r.face is not None for r in first)
+    assert verifier.lockout.state == LockoutState()
+    second = [verifier.verify(f, "rgb") for f in (no, yes, no)]
+    assert [r.reason for r in second] == ["rejected"] * 3
+    assert all(r.accepted is False and r.score is not None and r.face is not None for r in second)
+    assert verifier.lockout.state.failures == 1
+    assert [verifier.verify(f, "rgb").reason for f in (yes, yes)] == ["rejected", "accepted"]  # a fresh window
+    assert verifier.lockout.state == LockoutState()
+    results = [verifier.verify(no, "rgb") for _ in range(15)]  # five full windows of rejects
+    assert [r.locked_for for r in results] == [0.0] * 14 + [30.0]
+    assert verifier.verify(yes, "rgb").reason == "locked_out"
+
+
+def test_k_of_n_must_fit_the_window(bundle, owner) -> None:
+    for required, window in ((0, 1), (3, 2), (0, 0)):
+        with pytest.raises(ValueError) as refused:
+            load(bundle, owner, TRUST, frames_required=required, window=window)
+        assert str(refused.value) == "need 1 <= frames_required <= window"
+    verifier = load(bundle, owner, TRUST, frames_required=3, window=3)
+    assert (verifier.frames_required, verifier.window) == (3, 3)
+
+
+def test_an_accept_resets_the_failure_count(bundle, owner, owner_frames) -> None:
+    yes, no = owner_frames
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()))
+    assert [verifier.verify(no, "rgb").reason for _ in range(4)] == ["rejected"] * 4
+    assert verifier.lockout.state.failures == 4
+    accepted = verifier.verify(yes, "rgb")
+    assert accepted.accepted and accepted.locked_for == 0.0 and verifier.lockout.state == LockoutState()
+    assert [verifier.verify(no, "rgb").locked_for for _ in range(5)] == [0.0] * 4 + [30.0]
+
+
+def test_one_clearly_largest_face_is_verified(bundle, owner, owner_frames) -> None:
+    """A bystander whose face is a fifth of the owner's does not block the owner (the closest face)."""
+    yes, no = owner_frames
+    frame = np.zeros((250, 370, 3), np.uint8)
+    frame[:, :250] = yes
+    frame[70:180, 255:365] = cv2.resize(no, (110, 110), interpolation=cv2.INTER_AREA)
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    faces = verifier.detector.detect(frame)
+    assert any(face.box[0] >= 250 for face in faces) and all(face.area < 0.5 * faces[0].area for face in faces[1:])
+    result = verifier.verify(frame, "rgb")
+    assert result.reason in ("accepted", "rejected") and result.face.box[0] < 250, result
+    assert result.score == pytest.approx(verifier.verify(yes, "rgb").score, abs=0.5)
+
+
+def test_score_crop_and_load_say_what_is_wrong(bundle, owner, tmp_path: Path) -> None:
+    verifier = load(bundle, owner, TRUST)
+    with pytest.raises(ImageError) as refused:
+        verifier.score_crop(np.zeros((64, 64, 3), np.uint8))
+    assert str(refused.value) == "score_crop needs a 112x112x3 uint8 RGB crop, got uint8 (64, 64, 3)"
+    with pytest.raises(ImageError) as refused:
+        verifier.score_crop([[0]])
+    assert str(refused.value) == "score_crop needs a 112x112x3 uint8 RGB crop, got list "
+    weights = verifier.weights
+    short = type(weights)(**{**weights.__dict__, "theta": weights.theta[:-1]})
+    write_user_file(tmp_path / "short.hvu", short, KEY)
+    with pytest.raises(BundleError) as refused:
+        load(bundle, tmp_path / "short.hvu", TRUST)
+    assert str(refused.value) == f"user file holds {weights.theta.size - 1} values, the program needs {weights.theta.size}"
+    stale = type(weights)(**{**weights.__dict__, "model_version": "0" * 16})
+    write_user_file(tmp_path / "stale.hvu", stale, KEY)
+    with pytest.raises(BundleError) as refused:
+        load(bundle, tmp_path / "stale.hvu", TRUST)
+    assert str(refused.value) == (f"{tmp_path / 'stale.hvu'}: enrolled with model {'0' * 16}, the bundle ships model "
+                                  f"{weights.model_version}; re-enroll the user")
+    unprogrammed = tmp_path / "unprogrammed"
+    shutil.copytree(bundle, unprogrammed)
+    manifest = read_manifest(unprogrammed)
+    programs = {role: name for role, name in manifest.programs.items() if role != "executorch-xnnpack"}
+    write_signed_manifest(unprogrammed, Manifest(**{**manifest.__dict__, "programs": programs}), KEY)
+    with pytest.raises(BundleError) as refused:
+        load(unprogrammed, owner, TRUST)
+    assert str(refused.value) == f"{unprogrammed}: the manifest names no executorch-xnnpack program"
+
+
+def test_the_shorter_side_of_the_face_box_decides_face_too_small(bundle, owner, lfw) -> None:
+    """A face squeezed sideways: its box is under MIN_FACE_PX wide but well over it tall."""
+    face = read_image(lfw_image(lfw, "George_W_Bush", 5))
+    frame = np.zeros((400, 400, 3), np.uint8)
+    frame[100:260, 100:200] = cv2.resize(face, (100, 160), interpolation=cv2.INTER_AREA)
+    verifier = load(bundle, owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    [found] = verifier.detector.detect(frame)
+    assert found.box[2] < MIN_FACE_PX <= found.box[3] - 20, found.box
+    assert verifier.verify(frame, "rgb").reason == "face_too_small"

@@ -16,6 +16,7 @@ tests skip, naming the install line (under CI=true they fail).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,13 +24,14 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from app_harness import PIN, App
+from app_harness import PIN, App, running
 from conftest import lfw_image, require_system
 from hyperverify.runtime.image_io import decode_image, read_image
 from hyperverify.sample_app.frames import FrameSource, letterbox, write_y4m
@@ -62,10 +64,9 @@ def app(tmp_path_factory: pytest.TempPathFactory, lfw: Path):
     """The app as a user starts it, with no --bundle: it builds one from the default model (or finds
     it up to date, when test_app_attacks built it first). --debug: the session checks scores."""
     state = tmp_path_factory.getbasetemp() / "app-state"
-    server = App("--state-dir", str(state), "--lockout-seconds", str(LOCKOUT_SECONDS), "--debug", env=_env(state))
-    yield server
-    server.stop()
-    server.assert_clean()
+    with running("--state-dir", str(state), "--lockout-seconds", str(LOCKOUT_SECONDS), "--debug",
+                 env=_env(state)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +80,23 @@ def playwright():
         yield pw
 
 
-def open_page(playwright, url: str, camera: Path | None = None):
+@contextlib.contextmanager
+def opened_page(playwright, url: str, camera: Path | None = None) -> Iterator:
+    """A Chromium page on ``url`` (its camera playing ``camera``), closed with its browser on the way out."""
     args = CHROMIUM_ARGS + ([f"--use-file-for-fake-video-capture={camera}"] if camera else [])
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-    page = browser.new_page(viewport=VIEWPORT, bypass_csp=True)  # the app's CSP forbids eval, Playwright waits use it
-    errors: list[str] = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(url)
-    page.wait_for_function("document.getElementById('lock-screen').dataset.state !== 'loading'")
-    if camera:
-        page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
-    page.errors = errors
-    return browser, page
+    try:
+        page = browser.new_page(viewport=VIEWPORT, bypass_csp=True)  # the app's CSP forbids eval, Playwright waits use it
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(url)
+        page.wait_for_function("document.getElementById('lock-screen').dataset.state !== 'loading'")
+        if camera:
+            page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+        page.errors = errors
+        yield page
+    finally:
+        browser.close()
 
 
 def press(page, selector: str, endpoint: str) -> dict:
@@ -150,9 +156,7 @@ def camera_file(folder: Path, lfw: Path, name: str, numbers: tuple[int, ...]) ->
 def test_unlock_session(playwright, app: App, lfw: Path, tmp_path: Path, shots: Path) -> None:
     owner_camera = camera_file(tmp_path, lfw, OWNER, OWNER_CAMERA)
     impostor_camera = camera_file(tmp_path, lfw, IMPOSTOR, IMPOSTOR_CAMERA)
-    owner_browser, a = open_page(playwright, app.url, owner_camera)
-    impostor_browser, b = open_page(playwright, app.url, impostor_camera)
-    try:
+    with opened_page(playwright, app.url, owner_camera) as a, opened_page(playwright, app.url, impostor_camera) as b:
         assert a.locator("#lock-screen").get_attribute("data-state") == "not_enrolled"
         assert a.locator("#unlock").is_disabled()
 
@@ -224,9 +228,6 @@ def test_unlock_session(playwright, app: App, lfw: Path, tmp_path: Path, shots: 
             "median_decision_ms": reply["median_decision_ms"], "frames_timed": reply["frames_timed"],
             "history": reply["history"]}, indent=2) + "\n")
         assert a.errors == [] and b.errors == []
-    finally:
-        owner_browser.close()
-        impostor_browser.close()
 
 
 @pytest.mark.data
@@ -244,9 +245,8 @@ def test_bad_input_and_source_mode(playwright, app: App, lfw: Path, tmp_path: Pa
     (tmp_path / "notes.txt").write_text("not a photo")
     (tmp_path / "empty.jpg").write_bytes(b"")
     state = tmp_path / "state"
-    server = App("--bundle", str(bundle), "--state-dir", str(state), "--source", str(frames), env=_env(tmp_path))
-    browser, page = open_page(playwright, server.url)
-    try:
+    with running("--bundle", str(bundle), "--state-dir", str(state), "--source", str(frames),
+                 env=_env(tmp_path)) as server, opened_page(playwright, server.url) as page:
         page.wait_for_function("document.getElementById('source-frame').naturalWidth > 0")
         page.click("#source-play")  # pause, then step to frame 1 as a person would
         for _ in range(3):
@@ -309,10 +309,6 @@ def test_bad_input_and_source_mode(playwright, app: App, lfw: Path, tmp_path: Pa
         refresh(page)
         assert text(page, "#lock-title") == "Unlocked" and tab.status()["state"] == "locked"
         assert page.errors == []
-    finally:
-        browser.close()
-        server.stop()
-    server.assert_clean()
 
 
 @pytest.mark.data
@@ -323,19 +319,14 @@ def test_recovery_pin_and_relock_in_the_page(playwright, app: App, lfw: Path, tm
     an unlocked page locks again by itself."""
     bundle = Path(re.search(r"bundle: (\S+)", "".join(app.output)).group(1))
     run = ("--bundle", str(bundle), "--state-dir", str(tmp_path / "state"), "--relock-seconds", "6")
-    first = App(*run, env=_env(tmp_path))
-    try:
+    with running(*run, env=_env(tmp_path)) as first:
         status, reply = first.tab().enroll([lfw_image(lfw, OWNER, n) for n in ENROLL_PHOTOS], pin=PIN)
         assert status == 200 and reply["state"] == "locked", reply
-    finally:
-        first.stop()
     user_file = tmp_path / "state" / "users" / "owner.hvu"
     data = bytearray(user_file.read_bytes())
     data[len(data) // 2] ^= 0x10
     user_file.write_bytes(bytes(data))
-    server = App(*run, env=_env(tmp_path))
-    browser, page = open_page(playwright, server.url)
-    try:
+    with running(*run, env=_env(tmp_path)) as server, opened_page(playwright, server.url) as page:
         assert text(page, "#lock-title") == "Locked: recovery needed (PIN)"
         assert "recovery needed (PIN)" in text(page, "#notice") and page.locator("#unlock").is_disabled()
         page.set_input_files("#enroll-files", [str(lfw_image(lfw, IMPOSTOR, n)) for n in IMPOSTOR_CAMERA])
@@ -362,10 +353,6 @@ def test_recovery_pin_and_relock_in_the_page(playwright, app: App, lfw: Path, tm
         page.wait_for_function("document.getElementById('lock-screen').dataset.state === 'locked'", timeout=15_000)
         assert "Locked again" in text(page, "#message") and page.locator("#relock").is_hidden()
         assert page.errors == []
-    finally:
-        browser.close()
-        server.stop()
-    server.assert_clean()
 
 
 @pytest.mark.data

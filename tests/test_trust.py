@@ -33,29 +33,16 @@ from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, ch
 from hyperverify.runtime.trust import ManifestSignatureError, TrustError, accepts, open_manifest, threshold_floor
 from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LengthError, SignatureError, UserFileError, UserWeights,
                                            read_user_file, write_user_file)
-from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
+from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll
 from hyperverify.sdk.export_user import bundle_inputs
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import lfw_image
+from tests.conftest import BACKEND_KEY, lfw_image
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))  # the app's backend (test key)
+KEY = BACKEND_KEY  # the app's backend (test key); it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
 UNSIGNED = TrustPolicy.allow_unsigned("tests: attacks on unsigned deployments")
 VECTORS = Path(__file__).parent / "vectors"
 VECTOR_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # tests/vectors/make_vectors.py KEY
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_default()
-
-
-@pytest.fixture(scope="module")
-def bundle(model, tmp_path_factory) -> Path:
-    net, extra = model
-    target = tmp_path_factory.mktemp("trust") / "bundle"
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), target, KEY)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +74,59 @@ def test_a_policy_needs_a_key_or_a_named_opt_out() -> None:
         TrustPolicy.signed(b"short")
     assert TrustPolicy.signed(public_raw(KEY).hex()) == TRUST and TRUST.requires_signatures
     assert not UNSIGNED.requires_signatures
+
+
+POLICY_MESSAGE = ("a trust policy needs either a 32-byte Ed25519 public key (TrustPolicy.signed) or an explicit "
+                  "opt-out with a reason (TrustPolicy.allow_unsigned), not both or neither")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TrustPolicy(), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key=b"\x01" * 31), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key="ab" * 32), POLICY_MESSAGE),  # hex text is for TrustPolicy.signed
+    (lambda: TrustPolicy(unsigned_reason=b"bytes"), POLICY_MESSAGE),
+    (lambda: TrustPolicy(public_key=b"\x01" * 31, unsigned_reason="tests"), POLICY_MESSAGE),
+    (lambda: TrustPolicy.signed("zz"), "the public key is not hex"),
+    (lambda: TrustPolicy.signed("ab" * 31), "an Ed25519 public key is 32 bytes"),
+    (lambda: TrustPolicy.signed(bytearray(32)), "an Ed25519 public key is 32 bytes"),
+])
+def test_a_malformed_policy_says_why(make, message: str) -> None:
+    with pytest.raises(TrustError) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+def test_policies_from_hex_text_and_raw_bytes_are_the_same() -> None:
+    raw = public_raw(KEY)
+    assert TrustPolicy.signed(f"  {raw.hex()}\n") == TrustPolicy.signed(raw) == TrustPolicy(public_key=raw)
+    assert TrustPolicy.signed(raw).verifying_key().public_bytes_raw() == raw
+    assert UNSIGNED.verifying_key() is None and UNSIGNED.unsigned_reason == "tests: attacks on unsigned deployments"
+
+
+def test_a_policy_from_the_key_file_build_sdk_emits(tmp_path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+    from hyperverify.sdk.signing import write_public_key
+
+    write_public_key(KEY, tmp_path / "key.pem")
+    (tmp_path / "key.hex").write_text(public_raw(KEY).hex() + "\n")
+    assert TrustPolicy.from_public_key_file(tmp_path / "key.pem") == TRUST
+    assert TrustPolicy.from_public_key_file(tmp_path / "key.hex") == TRUST
+    ec = generate_private_key(SECP256R1()).public_key().public_bytes(serialization.Encoding.PEM,
+                                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    cases = {"ec.pem": (ec, "not an Ed25519 public key"),
+             "cut.pem": ((tmp_path / "key.pem").read_bytes()[:60], "not a readable PEM public key"),
+             "text": (b"hello", "neither a PEM public key nor 64 hex digits"),
+             "latin": (b"\xe9" * 64, "neither a PEM public key nor 64 hex digits")}
+    for name, (data, words) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(TrustError) as refused:
+            TrustPolicy.from_public_key_file(tmp_path / name)
+        assert str(refused.value).startswith(f"{tmp_path / name}: {words}"), refused.value
+    (tmp_path / "big").write_bytes(b"a" * 4097)
+    with pytest.raises(TrustError, match="more than"):
+        TrustPolicy.from_public_key_file(tmp_path / "big")
 
 
 def test_load_takes_the_policy_from_the_app_only(bundle, owner_weights, tmp_path) -> None:
@@ -171,8 +211,11 @@ def test_the_accept_rule() -> None:
         assert not accepts(score, -3e38)
     assert not accepts(1.0, float("nan"))
     assert threshold_floor(4.0, -3e38) == 4.0 and threshold_floor(4.0, 5.0) == 5.0
-    with pytest.raises(BundleError):
-        threshold_floor(float("nan"), 1.0)
+    assert type(threshold_floor(np.float32(4.0), 3)) is float
+    for manifest, user in ((float("nan"), 1.0), (1.0, float("nan")), (float("inf"), 1.0), (1.0, -float("inf"))):
+        with pytest.raises(BundleError) as refused:
+            threshold_floor(manifest, user)
+        assert str(refused.value) == "a threshold is NaN or infinite"
 
 
 # ---------------------------------------------------------------------------------------------
