@@ -24,7 +24,7 @@ from hyperverify.sample_app.server import ensure_bundle
 
 OWNER, STRANGER = "George_W_Bush", "Tony_Blair"
 ENROLL_PHOTOS = (1, 2, 3)
-OWNER_FRAME = 12     # the default model accepts this photo as a 320x240 camera frame by >= 1 logit
+OWNER_FRAME = 29     # the default model accepts this photo as a 320x240 camera frame by >= 1 logit
 STRANGER_FRAMES = (2, 3, 4, 5, 6, 7)
 RELOCK_S = 8.0
 LOCKOUT_S = 120.0    # far longer than a restart of the app takes on a loaded machine
