@@ -447,3 +447,25 @@ def test_enroll_signs_by_default_with_a_private_key_outside_the_repo(lfw, tmp_pa
 
 def uf_read_signed(path: Path, public) -> UserWeights:
     return read_user_file(path, public_key=public, require_signature=True)
+
+
+def test_trust_refusals_name_the_file_and_the_reason(bundle, tmp_path) -> None:
+    """The messages a developer reads when a bundle or key is refused: whole, each naming its file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = copy / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes() + b" ")
+    with pytest.raises(ManifestSignatureError) as refused:
+        open_manifest(copy, TRUST)
+    assert str(refused.value) == (f"{copy / 'manifest.json.sig'}: the manifest is not signed by the app's key "
+                                  "(altered, or built with another signing key)")
+    manifest.write_bytes(b"[]")
+    (copy / "manifest.json.sig").write_bytes(KEY.sign(b"[]"))
+    with pytest.raises(BundleError) as refused:
+        open_manifest(copy, TRUST)
+    assert str(refused.value) == f"{manifest}: the manifest is not a JSON object"
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"0" * 5000)
+    with pytest.raises(TrustError) as refused:
+        TrustPolicy.from_public_key_file(big)
+    assert str(refused.value) == f"{big}: 5000 bytes, more than the 4096 a public key file may have"
