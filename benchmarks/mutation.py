@@ -81,16 +81,6 @@ HARMLESS: dict[str, str] = {
         "gives the same lock",
     "hyperverify.runtime.lockout.xǁLockoutǁblocked__mutmut_8":
         "remaining() re-reads the state blocked() just read: the same state unless another process writes in between",
-    "hyperverify.runtime.trust.xǁTrustPolicyǁfrom_public_key_file__mutmut_5":
-        "the file's label in the message of an oversized key file (None): wording only; the refusal is tested",
-    "hyperverify.runtime.trust.xǁTrustPolicyǁfrom_public_key_file__mutmut_10":
-        "the file's label in the message of an oversized key file ('XX...XX'): wording only; the refusal is tested",
-    "hyperverify.runtime.trust.x_open_manifest__mutmut_25":
-        "the tail of the bad-signature message ('XX...XX'): wording only; the refusal and its start are tested",
-    "hyperverify.runtime.trust.x_open_manifest__mutmut_30":
-        "drops the manifest's path that parse_manifest names in its messages: wording only",
-    "hyperverify.runtime.trust.x_open_manifest__mutmut_35":
-        "the manifest's path in parse_manifest's messages spelt 'MANIFEST.JSON': wording only",
     "hyperverify.runtime.user_file.x__text__mutmut_10":
         'decode("UTF-8") is decode("utf-8"): codec names are case-insensitive',
     "hyperverify.runtime.user_file.x_decode__mutmut_65":
