@@ -54,8 +54,9 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
     images (``sdk.refine``); the model's threshold was calibrated on refined heads, which
     ``extra["refine"]`` records together with the bank, once per number of enrollment photos
     (``extra["thresholds_by_photos"]``; more photos make a more confident head). An unrefined head
-    of such a model scores differently, so it gets the threshold calibrated for generated heads. To enroll many users, or one user
-    after another in a long-lived process, use ``Backend``: it loads everything once."""
+    of such a model scores differently, so it gets the threshold calibrated for generated heads.
+    To enroll many users, or one user after another in a long-lived process, use ``Backend``: it
+    loads everything once."""
     if not images:
         raise HyperverifyError("enrollment needs at least one image")
     if model is None:
@@ -137,6 +138,6 @@ class Backend:
         start = 0
         for user_id, own in crops.items():
             done.weights[user_id] = weights_from_faces(self.model, self.extra, own, embeddings[start:start + len(own)],
-                                             user_id, self.dtype, self.refine)
+                                                       user_id, self.dtype, self.refine)
             start += len(own)
         return done
