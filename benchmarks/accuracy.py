@@ -245,8 +245,7 @@ def view2_part(args) -> dict:
     extra["model_version"] = model_version(model, extra)
     save_model(model, out_dir / "model.pt", extra)
     held = extra["test_folds"]
-    take = np.isin(test.fold, held)
-    sub = type(test)(tuple(np.array(test.a)[take]), tuple(np.array(test.b)[take]), test.same[take], test.fold[take])
+    sub = test.in_folds(held)
     people = set().union(*(folds[k] for k in held))
     result = {"model": name, "seconds": seconds, "steps_per_second": (args.steps + args.stage2_steps) / seconds,
               "history": history, "train": {k: extra[k] for k in ("train_images", "train_identities", "monitor_people", "hygiene")},
@@ -357,8 +356,7 @@ def refine_view2_part(args) -> dict:
     data = build_trainset([(celeba, None), (lfw, people)])
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
     held = extra["test_folds"]
-    take = np.isin(test.fold, held)
-    sub = type(test)(tuple(np.array(test.a)[take]), tuple(np.array(test.b)[take]), test.same[take], test.fold[take])
+    sub = test.in_folds(held)
     base = hyper_verifier(model)
     bank = build_bank(base.features, data.images, data.labels, RefineConfig().bank_size, 0)
     out = {"model": str(args.model), "test_folds": held}

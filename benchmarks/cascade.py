@@ -36,7 +36,7 @@ import numpy as np
 
 import publishing
 from hyperverify.runtime.atomic import atomic_write_text
-from hyperverify.sdk.datasets import Pairs, data_root, protocol_pairs
+from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version
 from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary, threshold_at_far
@@ -176,8 +176,7 @@ def main() -> int:
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
-    take = np.isin(test.fold, extra["test_folds"])
-    pairs = Pairs(tuple(np.array(test.a)[take]), tuple(np.array(test.b)[take]), test.same[take], test.fold[take])
+    pairs = test.in_folds(extra["test_folds"])
     f = pair_scores(shipped_verifier(model, extra), lfw, pairs)
     a, b = lfw.index(pairs.a), lfw.index(pairs.b)
     backbone = (lfw.embeddings[a] * lfw.embeddings[b]).sum(1)

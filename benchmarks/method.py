@@ -158,14 +158,12 @@ OLD_MODEL_A_COMMIT = "246aac2"
 
 def one_model_results(path: Path, lfw, mode: str) -> dict:
     """One model's figures on the View 2 folds it never trained on (its ``test_folds``)."""
-    from hyperverify.sdk.datasets import Pairs
     from hyperverify.sdk.hypernet import load_model
 
     model, extra = load_model(path)
     held = list(extra["test_folds"])
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
-    keep = np.isin(test.fold, held)
-    pairs = Pairs(tuple(np.array(test.a)[keep]), tuple(np.array(test.b)[keep]), test.same[keep], test.fold[keep])
+    pairs = test.in_folds(held)
     scores = score_pairs(lfw, pairs, HyperScorer([(model, set(held))], mode=mode))
     return held_out_results(scores, pairs.same, pairs.fold, {"model": held})["per_model"]["model"]
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -176,6 +177,10 @@ class Pairs:
         """The pairs where the boolean mask ``keep`` is true."""
         return Pairs(tuple(np.array(self.a, dtype=object)[keep]), tuple(np.array(self.b, dtype=object)[keep]),
                      self.same[keep], self.fold[keep], self.lfw)
+
+    def in_folds(self, folds: Sequence[int]) -> "Pairs":
+        """The pairs of the protocol folds ``folds``: a model's held-out folds, say."""
+        return self.select(np.isin(self.fold, list(folds)))
 
     @property
     def keys(self) -> set[str]:

@@ -279,7 +279,7 @@ def lfw_held_out(lfw_root: Path, held: list[int] | None) -> PairSet:
     """LFW View 2 pairs of the folds ``held`` (all ten when None), with only the images they name."""
     test, _ = protocol_pairs(lfw_root, "lfw-view2")
     folds = sorted(set(test.fold.tolist())) if held is None else held
-    pairs = test.select(np.isin(test.fold, folds))
+    pairs = test.in_folds(folds)
     if len(pairs) == 0:
         raise HyperverifyError(f"{lfw_root / 'pairs.txt'} has no pairs in folds {folds}, the folds the model never "
                                "trained on; pass --protocol to score the whole list")

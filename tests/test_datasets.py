@@ -19,6 +19,10 @@ def test_lfw_view2_protocol(lfw: Path) -> None:
     for k, people in enumerate(folds):
         names = {key.split("/")[0] for key, fold in zip(test.a + test.b, np.tile(test.fold, 2)) if fold == k}
         assert names <= set(people)
+    held = test.in_folds([5, 7])
+    assert len(held) == 1200 and set(held.fold.tolist()) == {5, 7} and held.lfw
+    rows = np.flatnonzero(np.isin(test.fold, [5, 7]))
+    assert held.a == tuple(test.a[i] for i in rows) and held.same.tolist() == test.same[rows].tolist()
 
 
 def test_lfw_view1_protocol(lfw: Path) -> None:
