@@ -27,7 +27,6 @@ This is the measurement only: the runtimes do not run a cascade yet. Results go 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -35,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 import publishing
+from product_bar import parser_for
 from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.sdk.datasets import data_root, protocol_pairs
-from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version
 from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary, threshold_at_far
 from hyperverify.sdk.oneway import Unlocks, pair_scores, shipped_verifier, unlock_attempts
@@ -167,12 +166,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file (default: the committed default)")
-    parser.add_argument("--far", type=float, default=1 / 50_000, help="the product bar's FAR (default 1/50,000)")
-    parser.add_argument("--tag", default="", help="suffix of the result files")
-    publishing.add_arguments(parser)
-    args = parser.parse_args()
+    args = parser_for(__doc__).parse_args()
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")

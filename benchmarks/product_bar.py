@@ -86,13 +86,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser_for(description: str | None) -> argparse.ArgumentParser:
+    """The options of a product-bar measurement (also ``cascade.py``'s): the model, the FAR, where
+    the results go."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file (default: the committed default)")
-    parser.add_argument("--far", type=float, default=1 / 50_000, help="target FAR (default 1/50,000)")
+    parser.add_argument("--far", type=float, default=1 / 50_000, help="the product bar's FAR (default 1/50,000)")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     publishing.add_arguments(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = parser_for(__doc__).parse_args()
     model, extra = load_model(args.model)
     lfw, _ = load_sets()
     person, calibration, measured = held_out_people(lfw, extra)
