@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -58,6 +59,31 @@ def frames_640x480(images: list[Path]) -> list[np.ndarray]:
         canvas[115:365, 195:445] = face
         out.append(canvas)
     return out
+
+
+def moving_frames(photo: np.ndarray, count: int, seed: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """A real photo as a camera held by hand sees it: ``count`` RGB frames of ``width`` x ``height``.
+
+    The fake-camera sessions of the sample app are still photos, one per attempt; a camera stream
+    moves. Here the photo is letterboxed as the app shows it (``sample_app.frames.letterbox``), then
+    moves along a seeded random walk: per frame a shift of about 1.5 px, a rotation of about 0.4
+    degrees and a scale change of about 0.8 % (bounded to 40 px, 8 degrees and 10 %), with fresh
+    sensor noise (Gaussian, sigma 2 grey levels) on every frame."""
+    rng = np.random.default_rng(seed)
+    base = min(width / photo.shape[1], height / photo.shape[0])
+    shift, angle, zoom = np.zeros(2), 0.0, 1.0
+    frames = []
+    for _ in range(count):
+        shift = np.clip(shift + rng.normal(0, 1.5, 2), -40, 40)
+        angle = float(np.clip(angle + rng.normal(0, 0.4), -8, 8))
+        zoom = float(np.clip(zoom * (1 + rng.normal(0, 0.008)), 0.9, 1.1))
+        centre = (photo.shape[1] / 2, photo.shape[0] / 2)
+        warp = cv2.getRotationMatrix2D(centre, angle, base * zoom)
+        warp[:, 2] += np.array([width / 2, height / 2]) - centre + shift
+        frame = cv2.warpAffine(photo, warp, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+        noise = rng.normal(0, 2, frame.shape)
+        frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
+    return frames
 
 
 RUNTIME_MEMORY_PROBE = """
@@ -137,8 +163,6 @@ def one_thread() -> int:
 def frame_stages(detector: FaceDetector, frame: np.ndarray, calls: int, repeats: int) -> dict[str, dict]:
     """One 640x480 frame stage by stage, as ``Verifier.verify`` runs them (f itself is timed apart):
     where a frame's time goes, so that the stage to cut is the measured one."""
-    import cv2
-
     from hyperverify.runtime.faces import align
     from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 
