@@ -162,8 +162,6 @@ class Verifier:
         if sum(self._recent) >= self.frames_required:
             self._recent.clear()
             self.lockout.record(True)
-            if self.tracker is not None:
-                self.tracker.stop()  # unlocked: the next attempt starts from a detection
             return Result(True, "accepted", score, face, tracked=tracked)
         if len(self._recent) < self.window:
             return Result(False, "rejected", score, face, tracked=tracked)
