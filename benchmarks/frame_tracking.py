@@ -15,6 +15,8 @@ verifier sees every session: its own are genuine, the others' are impostor sessi
 Paths, each deciding on every frame with all the verifier's gates (no lockout, one frame per decision):
 
 - ``full``: YuNet on the whole 640x480 frame, every frame (the reference: today's ``Verifier``);
+- ``full_moved_1px``: the same on the frame moved by one pixel: how often the reference itself
+  changes its mind between two camera frames (the floor for the others);
 - ``reduced_only``: YuNet on the frame reduced to ``FRAME_DETECT_MAX_SIDE``, every frame (its landmarks);
 - ``frame_detector``: ``FrameDetector`` every frame (found reduced, landmarks again at full resolution);
 - ``tracked``: the cheap frame path (``frame_detector()`` + ``FaceTracker``);
@@ -47,7 +49,7 @@ import cv2
 import numpy as np
 
 from hyperverify.runtime import Lockout, load
-from hyperverify.runtime.faces import ARCFACE_TEMPLATE, FaceDetector, similarity_transform
+from hyperverify.runtime.faces import ARCFACE_TEMPLATE, Face, FaceDetector, similarity_transform
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.tracking import FRAME_DETECT_MAX_SIDE, REDETECT_EVERY, FaceTracker, frame_detector
@@ -68,6 +70,20 @@ class CachedDetector:
         if key not in self._faces:
             self._faces[key] = self._detector.detect(rgb)
         return self._faces[key]
+
+
+class ShiftedDetector:
+    """Whole-frame detection on the frame moved by one pixel right and down, mapped back: the
+    reference's own noise (a camera frame is never the same twice), the floor for changed decisions."""
+
+    def __init__(self) -> None:
+        self._detector = FaceDetector()
+
+    def detect(self, rgb: np.ndarray) -> list:
+        moved = np.zeros_like(rgb)
+        moved[1:, 1:] = rgb[:-1, :-1]
+        return [Face((f.box[0] - 1, f.box[1] - 1, f.box[2], f.box[3]), f.landmarks - 1, f.score)
+                for f in self._detector.detect(moved)]
 
 
 class CountingTracker(FaceTracker):
@@ -134,7 +150,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
 
     full, frame = CachedDetector(FaceDetector()), CachedDetector(frame_detector())
     reduced_only = CachedDetector(FaceDetector(max_side=FRAME_DETECT_MAX_SIDE))
-    paths = {"full": (full, False), "reduced_only": (reduced_only, False), "frame_detector": (frame, False),
+    paths = {"full": (full, False), "full_moved_1px": (CachedDetector(ShiftedDetector()), False), "reduced_only": (reduced_only, False), "frame_detector": (frame, False),
              "tracked": (frame, True), "tracked_full_detect": (full, True)}
     decisions = {name: [] for name in paths}  # per (owner, session, frame): accepted / rejected / other
     kinds, tracked_flags, swaps = [], collections.defaultdict(list), collections.Counter()
@@ -155,7 +171,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
                 for k, frame in enumerate(seq):
                     clock.now += 1 / FPS
                     result = verifier.verify(frame, "rgb")
-                    decisions[path_name].append(result.reason if result.reason in ("accepted", "rejected") else "none")
+                    decisions[path_name].append(result.reason)
                     tracked_flags[path_name].append(result.tracked)
                     if path_name == "full":
                         shown = thief if thief is not None and k >= frames // 2 else owner
@@ -170,7 +186,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
                         swaps["caught_by_gate" if not result.tracked else
                               "caught_by_f" if not result.accepted else "accepted"] += 1
             if tracker is not None:
-                reasons[path_name] = tracker.reasons
+                reasons[path_name].update(tracker.reasons)
         print(f"{i + 1}/{owners} owners ({time.monotonic() - started:.0f} s)", flush=True)
     report = summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, len(sessions), frames)
     errors.sort()
@@ -180,6 +196,10 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
 
 
 def summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, sessions, frames) -> dict:
+    reasons_raw = dict(decisions)
+    decided = lambda reason: reason if reason in ("accepted", "rejected") else "none"  # noqa: E731
+    reasons_full = decisions["full"]
+    decisions = {name: [decided(r) for r in ours] for name, ours in decisions.items()}
     reference = decisions["full"]
     out = {"frames_per_path": len(reference), "owners": owners, "sessions_per_owner": sessions,
            "frames_per_session": frames, "pool": pool, "detect_side": FRAME_DETECT_MAX_SIDE,
@@ -197,6 +217,7 @@ def summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, ses
             owner_block = n // (sessions * frames)
             unlocks[(owner_block, s)][0] |= ours[n] == "accepted"
             unlocks[(owner_block, s)][1] |= reference[n] == "accepted"
+        row["changes"] = dict(collections.Counter(f"{a}->{b}" for a, b, c in zip(reasons_full, reasons_raw[name], changed) if c))
         row["sessions_changed"] = sum(a != b for a, b in unlocks.values())
         row["sessions"] = len(unlocks)
         row["detected_share"] = round(1 - sum(tracked_flags[name]) / len(tracked_flags[name]), 4)
