@@ -32,7 +32,9 @@ Trust (DESIGN 8): tracking carries only geometry, never identity. f scores every
 not, so a face swapped in between frames is judged on its own crop; the appearance and rigidity
 gates make such a swap trigger a fresh detection so that it is also aligned as a detection would.
 The several-faces and face-size rules are checked on each detection, and tracking starts only from a
-detection that passed every gate of the verifier.
+detection that passed every gate of the verifier and has no second face near the several-faces rule
+(``alone``): a second face that walks in is seen at the next detection, at most ``REDETECT_EVERY`` - 1
+frames later.
 
 Thresholds: measured by ``benchmarks/frame_tracking.py`` on moving sequences made from real photos
 (see its docstring); the figures are in its report.
@@ -62,6 +64,11 @@ REFINE_MARGIN = 0.25
 """The full-resolution window around the face found on the reduced frame: the box plus this share
 of its side on each edge (a square, origin on YuNet's 32-px grid). 0.25 gives landmarks within 0.34 px
 (median; 90th percentile 0.87) of a detection on the whole frame, for about a third of its pixels."""
+ALONE_BELOW = 0.3
+"""Other faces at least this share of the chosen face's area are measured at full resolution too (the
+several-faces rule compares areas, 0.5, and reduced frames inflate partial background faces), and
+tracking starts only when every other face is under it: a second face near the rule is checked on
+every frame by a detection."""
 REFINE_GRID = 32
 REFINE_STEP = 64
 REFINE_MIN_SIDE = 256
@@ -88,8 +95,10 @@ class FrameDetector:
     reduced to ``FRAME_DETECT_MAX_SIDE``, then the chosen one (the first) is detected again at full
     resolution in a window around it, so that its landmarks are those of a whole-frame detection.
     Its box, landmarks and score replace the reduced ones; the other faces (for the several-faces
-    rule) keep their reduced measures. A window without a face near the found one falls back to a
-    whole-frame detection. Not thread-safe (one camera loop per instance)."""
+    rule) keep their reduced measures, except those of at least ``ALONE_BELOW`` of its area, which are
+    measured again the same way (dropped when their window holds no face). A window without a face
+    near the chosen one falls back to a whole-frame detection. Not thread-safe (one camera loop per
+    instance)."""
 
     def __init__(self, max_side: int = FRAME_DETECT_MAX_SIDE, score_threshold: float = SCORE_THRESHOLD) -> None:
         self.finder = FaceDetector(score_threshold, max_side=max_side)
@@ -110,7 +119,13 @@ class FrameDetector:
         refined = self.refine(rgb, faces[0])
         if refined is None:
             return self.whole.detect(rgb)
-        return [refined, *faces[1:]]
+        out = [refined]
+        for other in faces[1:]:
+            if other.area < ALONE_BELOW * faces[0].area:
+                out.append(other)
+            elif (again := self.refine(rgb, other)) is not None:
+                out.append(again)
+        return sorted(out, key=lambda f: (f.area, f.score), reverse=True)
 
     def refine(self, rgb: np.ndarray, face: Face) -> Face | None:
         """The face detected again at full resolution in a window around ``face``, or None."""
@@ -264,4 +279,9 @@ class FaceTracker:
         return None, reason
 
 
-__all__ = ["FaceTracker", "FrameDetector", "frame_detector", "FRAME_DETECT_MAX_SIDE", "REDETECT_EVERY"]
+def alone(faces: list[Face]) -> bool:
+    """Whether a detection may be tracked: every face after the chosen one under ``ALONE_BELOW`` of its area."""
+    return len(faces) == 1 or faces[1].area < ALONE_BELOW * faces[0].area
+
+
+__all__ = ["FaceTracker", "FrameDetector", "frame_detector", "alone", "FRAME_DETECT_MAX_SIDE", "REDETECT_EVERY"]

@@ -37,7 +37,7 @@ from hyperverify.runtime.faces import Face, FaceDetector, align
 from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
 from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
-from hyperverify.runtime.tracking import FaceTracker
+from hyperverify.runtime.tracking import FaceTracker, alone
 from hyperverify.runtime.trust import (TrustPolicy, accepts, open_manifest, read_trusted_user_file,
                                        threshold_floor)
 from hyperverify.runtime.user_file import UserWeights
@@ -152,7 +152,7 @@ class Verifier:
         grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         if face.score < MIN_DETECTOR_SCORE or sharpness(grey) < MIN_SHARPNESS:
             return Result(False, "low_quality", face=face)
-        if self.tracker is not None:
+        if self.tracker is not None and alone(faces):
             self.tracker.start(rgb, face, grey)
         return self._judge(crop, face)
 

@@ -10,7 +10,8 @@ from hyperverify.runtime import Lockout, TrustPolicy, load
 from hyperverify.runtime.faces import ARCFACE_TEMPLATE, FaceDetector, align, similarity_transform
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
-from hyperverify.runtime.tracking import FRAME_DETECT_MAX_SIDE, FaceTracker, appearance, frame_detector
+from hyperverify.runtime.tracking import ALONE_BELOW, FRAME_DETECT_MAX_SIDE, FaceTracker, appearance, frame_detector
+from hyperverify.runtime.verifier import AMBIGUOUS_AREA
 from hyperverify.sample_app.frames import letterbox
 from hyperverify.sdk.bench import frames_640x480, moving_frames
 from hyperverify.sdk.signing import public_raw
@@ -140,3 +141,19 @@ def test_tracked_verifier_decides_as_full_detection(bundle, unseen_owner, owner_
     assert tracked.verify(stranger_moving[7], "rgb").reason == "locked_out"
     lockout_clock.now += 31
     assert not tracked.verify(stranger_moving[7], "rgb").tracked
+
+
+def test_a_second_face_is_measured_at_full_resolution_and_never_tracked(lfw, bundle, unseen_owner) -> None:
+    """Elaine Stritch's photo has a second face at 0.46 of hers (whole frame): the reduced frame alone
+    says 0.64, over the several-faces rule (0.5); the frame detector measures it again (0.45). Such a
+    detection is judged but not tracked: the second face is checked again on the next frame."""
+    frames = moving_frames(read_image(lfw_image(lfw, "Elaine_Stritch", 1)), 2, seed=0)
+    share = lambda faces: faces[1].area / faces[0].area  # noqa: E731
+    assert share(FaceDetector().detect(frames[0])) < AMBIGUOUS_AREA <= share(
+        FaceDetector(max_side=FRAME_DETECT_MAX_SIDE).detect(frames[0]))
+    assert ALONE_BELOW < share(frame_detector().detect(frames[0])) < AMBIGUOUS_AREA
+    clock = Clock()
+    verifier = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT), detector=frame_detector(),
+                    tracker=FaceTracker(clock=clock))
+    results = [verifier.verify(frame, "rgb") for frame in frames]
+    assert [(r.reason, r.tracked) for r in results] == [("rejected", False), ("rejected", False)]
