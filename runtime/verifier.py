@@ -21,6 +21,14 @@ Decisions and their reasons (``Result.reason``):
                     see ``lockout``); no image is decoded or judged
     pin_required    20 rejects since the last accept: only the PIN (checked by the app) unlocks
 Only ``accepted`` and ``rejected`` count as attempts for the lockout.
+
+The cheap frame path, an option (``load(..., detector=tracking.frame_detector(),
+tracker=tracking.FaceTracker())``): faces are found on a reduced frame and followed between
+detections (``tracking``); a followed frame is still scored by f and passes the sharpness gate and
+the tracker's own, else it is detected afresh (``Result.tracked`` says which). Not the default:
+on moving sessions its accept/reject decisions differ from whole-frame detection's on a few frames
+in a hundred, like whole-frame detection's own from one frame to the next
+(``benchmarks/frame_tracking.py``), which is not "the same decisions".
 """
 
 from __future__ import annotations
