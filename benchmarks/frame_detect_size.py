@@ -13,7 +13,9 @@ photos, against detection on the full 640x480 frame:
   with the face the full detection chose, nearest box centre, so that the error is YuNet's alone);
 - a floor: the full detection on the same frame shifted by one pixel (row ``640+1px``), which is how
   much YuNet's landmarks move anyway from one camera frame to the next;
-- YuNet's time on one thread (reduction included), median over frames.
+- YuNet's time on one thread (reduction included), median over frames;
+- row ``frame_detector``: what camera frames use (``runtime.tracking.FrameDetector``: found at
+  ``FRAME_DETECT_MAX_SIDE``, landmarks measured again at full resolution in a window).
 
 Frames: ``lfw-small`` an LFW photo pasted at 250x250 on a 640x480 canvas (``sdk.bench``'s frame: a
 face about 110 px wide); ``lfw-app`` an LFW photo letterboxed to 640x480 as the sample app's camera
@@ -34,6 +36,7 @@ import numpy as np
 
 from hyperverify.runtime.faces import ARCFACE_TEMPLATE, FaceDetector, similarity_transform
 from hyperverify.runtime.image_io import read_image
+from hyperverify.runtime.tracking import frame_detector
 from hyperverify.sample_app.frames import letterbox
 from hyperverify.sdk.bench import frames_640x480
 from hyperverify.sdk.datasets import data_root
@@ -64,9 +67,9 @@ def measure(frames: list[np.ndarray], sizes: list[int]) -> dict[str, dict]:
     full = FaceDetector(max_side=640)
     reference = [full.detect(f) for f in frames]
     out = {}
-    for size in ["640+1px", *sizes]:
+    for size in ["640+1px", *sizes, "frame_detector"]:
         shift = 1 if size == "640+1px" else 0
-        detector = full if shift else FaceDetector(max_side=size)
+        detector = (full if shift else frame_detector() if size == "frame_detector" else FaceDetector(max_side=size))
         errors, missed, other, times = [], 0, 0, []
         for frame, ref in zip(frames, reference):
             if shift:

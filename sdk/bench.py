@@ -155,10 +155,13 @@ def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
 
 
 def one_thread() -> int:
-    """Pin ExecuTorch's threadpool (XNNPACK) and torch to one thread; returns ExecuTorch's count."""
+    """Pin ExecuTorch's threadpool (XNNPACK), torch and OpenCV (YuNet, warps, optical flow) to one
+    thread; returns ExecuTorch's count. OpenCV's own pool would otherwise use every core, and on a
+    shared machine a tracked frame's small OpenCV calls wait for busy threads (7 ms against 2 ms)."""
     from executorch.extension.pybindings import portable_lib
 
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     portable_lib._unsafe_reset_threadpool(1)
     return int(portable_lib._threadpool_get_thread_count())
 
@@ -323,7 +326,8 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
         results["crop_to_score_cpp_cli"] = {"median_us": cpp["crop_median_us"], "calls": calls}
         ratios["sface_executorch / f_cpp_cli"] = sface / cpp["forward_median_us"]
         memory["cpp_cli"] = {"peak_rss_mib": cpp["peak_rss_mib"], "bench_calls": calls}
-    return {"results": results, "ratios": ratios, "memory": memory, "threads": {"torch": 1, "executorch": threads}}
+    return {"results": results, "ratios": ratios, "memory": memory,
+            "threads": {"torch": 1, "executorch": threads, "opencv": cv2.getNumThreads()}}
 
 
 def markdown(report: dict) -> str:
