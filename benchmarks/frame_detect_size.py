@@ -106,7 +106,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for name, rows in results.items():
         for size, r in rows.items():
-            print(f"| {name} | {size} | {r['yunet_ms_median']} | {r['missed']}/{r['faces']} | {r['other_face_chosen']} | "
+            print(f"| {name} | {size} | {r['yunet_ms_median']} | {r['missed']}/{r['faces']} | "
+                  f"{r['other_face_chosen']} | "
                   f"{r['error_median']} / {r['error_p90']} / {r['error_p99']} / {r['error_max']} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """Does the cheap frame path decide as full detection does? Accept/reject per frame on moving sessions.
 
-    .venv/bin/python benchmarks/frame_tracking.py [--owners 8] [--photos 2] [--frames 30] [--out runs/frame_tracking.json]
+    .venv/bin/python benchmarks/frame_tracking.py [--owners 8] [--photos 2] [--frames 30] [--redetect-every 10]
+        [--out runs/frame_tracking.json]
 
 The sample app's fake-camera sessions are distinct still photos, one per attempt: nothing to track.
 So each session here is a real LFW photo moving as a hand-held camera sees it (``sdk.bench.moving_frames``:
@@ -89,8 +90,8 @@ class ShiftedDetector:
 class CountingTracker(FaceTracker):
     """A ``FaceTracker`` that counts why it asked for detections."""
 
-    def __init__(self, clock) -> None:
-        super().__init__(clock=clock)
+    def __init__(self, clock, redetect_every: int) -> None:
+        super().__init__(redetect_every=redetect_every, clock=clock)
         self.reasons: collections.Counter = collections.Counter()
 
     def follow(self, rgb):
@@ -119,7 +120,8 @@ def crop_error(reference: np.ndarray, landmarks: np.ndarray) -> float:
     return float(np.linalg.norm((landmarks - reference) @ warp[:, :2].T, axis=1).mean())
 
 
-def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> dict:
+def run(owners: int, photos_each: int, frames: int, seed: int, work: Path,
+        redetect_every: int = REDETECT_EVERY) -> dict:
     import torch
 
     from hyperverify.sample_app.evaluate_sessions import MIN_PHOTOS, held_out_people, photos
@@ -150,7 +152,8 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
 
     full, frame = CachedDetector(FaceDetector()), CachedDetector(frame_detector())
     reduced_only = CachedDetector(FaceDetector(max_side=FRAME_DETECT_MAX_SIDE))
-    paths = {"full": (full, False), "full_moved_1px": (CachedDetector(ShiftedDetector()), False), "reduced_only": (reduced_only, False), "frame_detector": (frame, False),
+    paths = {"full": (full, False), "full_moved_1px": (CachedDetector(ShiftedDetector()), False),
+             "reduced_only": (reduced_only, False), "frame_detector": (frame, False),
              "tracked": (frame, True), "tracked_full_detect": (full, True)}
     decisions = {name: [] for name in paths}  # per (owner, session, frame): accepted / rejected / other
     kinds, tracked_flags, swaps = [], collections.defaultdict(list), collections.Counter()
@@ -163,7 +166,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
             export_user(photos(images, name)[:1], bundle, user_dir, f"owner{i}", signing_key=key, coreml=False)
         for path_name, (detector, tracking) in paths.items():
             clock = Clock()
-            tracker = CountingTracker(clock) if tracking else None
+            tracker = CountingTracker(clock, redetect_every) if tracking else None
             verifier = load(bundle, user_dir / f"owner{i}.hvu", trust, lockout=Lockout(rules=NO_LOCKOUT),
                             detector=detector, tracker=tracker)
             for s, (owner, seq, thief) in enumerate(sessions):
@@ -189,6 +192,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path) -> di
                 reasons[path_name].update(tracker.reasons)
         print(f"{i + 1}/{owners} owners ({time.monotonic() - started:.0f} s)", flush=True)
     report = summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, len(sessions), frames)
+    report["redetect_every"] = redetect_every
     errors.sort()
     report["tracked_landmark_error_crop_px"] = {q: round(errors[int(f * (len(errors) - 1))], 3) for q, f in
                                                 (("median", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
@@ -203,7 +207,7 @@ def summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, ses
     reference = decisions["full"]
     out = {"frames_per_path": len(reference), "owners": owners, "sessions_per_owner": sessions,
            "frames_per_session": frames, "pool": pool, "detect_side": FRAME_DETECT_MAX_SIDE,
-           "redetect_every": REDETECT_EVERY, "paths": {}, "face_swaps_at_the_swap_frame": dict(swaps)}
+           "paths": {}, "face_swaps_at_the_swap_frame": dict(swaps)}
     for name, ours in decisions.items():
         changed = [a != b for a, b in zip(ours, reference)]
         row = {"changed_decisions": sum(changed), "changed_share": round(sum(changed) / len(changed), 5)}
@@ -217,7 +221,8 @@ def summarise(decisions, kinds, tracked_flags, reasons, swaps, pool, owners, ses
             owner_block = n // (sessions * frames)
             unlocks[(owner_block, s)][0] |= ours[n] == "accepted"
             unlocks[(owner_block, s)][1] |= reference[n] == "accepted"
-        row["changes"] = dict(collections.Counter(f"{a}->{b}" for a, b, c in zip(reasons_full, reasons_raw[name], changed) if c))
+        pairs = zip(reasons_full, reasons_raw[name], changed)
+        row["changes"] = dict(collections.Counter(f"{a}->{b}" for a, b, c in pairs if c))
         row["sessions_changed"] = sum(a != b for a, b in unlocks.values())
         row["sessions"] = len(unlocks)
         row["detected_share"] = round(1 - sum(tracked_flags[name]) / len(tracked_flags[name]), 4)
@@ -233,12 +238,13 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=2, help="sessions per owner (one photo each)")
     parser.add_argument("--frames", type=int, default=30, help="frames per session")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--redetect-every", type=int, default=REDETECT_EVERY, help="the tracker's detection period")
     parser.add_argument("--work", type=Path, default=Path("runs/frame_tracking"),
                         help="bundle, signing key and users (kept between runs)")
     parser.add_argument("--out", type=Path, default=Path("runs/frame_tracking.json"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    report = run(args.owners, args.photos, args.frames, args.seed, args.work)
+    report = run(args.owners, args.photos, args.frames, args.seed, args.work, args.redetect_every)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

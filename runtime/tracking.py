@@ -42,8 +42,8 @@ its detection's crop (a fresh detection of the same frame: 0.85-0.90, YuNet's ow
 person's crop: 0.27), hence ``MIN_APPEARANCE_NCC`` 0.8, which leaves room for the lighting and
 expression changes of a real camera that these sessions lack; every face swapped in mid-session
 (8 of 8) was refused by ``lost`` before f saw it; blur up to a Gaussian sigma of 4 is still tracked
-and then refused by the verifier's sharpness gate. The geometric limits (``non_rigid``, ``moved``) are not tuned: no frame of
-those sessions tripped them.
+and then refused by the verifier's sharpness gate. The geometric limits (``non_rigid``, ``moved``)
+are not tuned: no frame of those sessions tripped them.
 """
 
 from __future__ import annotations
@@ -264,7 +264,10 @@ class FaceTracker:
             return self._fail("moved")
         ref.guess = ahead
         offset = np.array(ref.rect[:2], np.float64)
-        to_frame = lambda pts: (((pts - offset) * ref.scale) @ motion[:, :2].T + motion[:, 2]) / ref.scale + offset  # noqa: E731
+
+        def to_frame(pts: np.ndarray) -> np.ndarray:
+            return (((pts - offset) * ref.scale) @ motion[:, :2].T + motion[:, 2]) / ref.scale + offset
+
         x, y, w, h = ref.face.box
         corner = to_frame(np.array([[x, y]]))[0]
         box = (float(corner[0]), float(corner[1]), w * scale, h * scale)

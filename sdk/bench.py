@@ -219,7 +219,8 @@ def tracked_frame_path(verifier, photo: np.ndarray, sessions: int, frames: int) 
     from hyperverify.runtime.faces import align
     from hyperverify.runtime.tracking import FaceTracker, appearance, frame_detector
 
-    clips = [[cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in moving_frames(photo, frames, seed)] for seed in range(sessions)]
+    clips = [[cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in moving_frames(photo, frames, seed)]
+             for seed in range(sessions)]
     first, second = clips[0][0], clips[0][1]
     rgb, rgb2 = cv2.cvtColor(first, cv2.COLOR_BGR2RGB), cv2.cvtColor(second, cv2.COLOR_BGR2RGB)
     detector = frame_detector()
