@@ -61,15 +61,23 @@ from hyperverify.runtime.faces import (ARCFACE_TEMPLATE, NMS_THRESHOLD, SCORE_TH
 from hyperverify.runtime.model_files import YUNET_FILE, model_path
 
 FRAME_DETECT_MAX_SIDE = 320
-"""Longer side camera frames are reduced to before YuNet looks for faces (``benchmarks/
-frame_detect_size.py``: YuNet's cost follows the pixel count, a quarter of 640's; faces are found as at
-640, but the landmarks move by about 3 px of the 112 crop at any reduction, 480 included, against 0.5-0.9 px
-between two frames one pixel apart, and f's decisions follow: so the chosen face's landmarks are
-measured again at full resolution, ``REFINE_MARGIN``)."""
+"""Longer side camera frames are reduced to before YuNet looks for faces. Chosen on
+``benchmarks/frame_detect_size.py`` (100 LFW photos on 640x480 frames in two sizes, 40 ORL faces):
+at 480, 320, 256 and 224 no face is missed, at 160 the landmarks of small faces go 15 px off (crop
+pixels, max); YuNet's cost follows the pixel count (320: a quarter of 640's). But at every reduction,
+480 included, the landmarks move by 1.7-3.6 px of the 112 crop (median), against 0.4-0.9 px for a
+whole-frame detection of the frame moved by one pixel, and f's decisions follow them (a 320-only
+path changed 1.9 % of accept/reject decisions and accepted 5 impostor frames that whole-frame
+detection rejected, ``benchmarks/frame_tracking.py``). So the size only finds the faces, and the
+chosen face's landmarks are measured again at full resolution (``REFINE_MARGIN``); 320 is the
+smallest size on the plateau that keeps ``MIN_FACE_PX`` faces (48 px) at 24 px for YuNet."""
 REFINE_MARGIN = 0.25
-"""The full-resolution window around the face found on the reduced frame: the box plus this share
-of its side on each edge (a square, origin on YuNet's 32-px grid). 0.25 gives landmarks within 0.34 px
-(median; 90th percentile 0.87) of a detection on the whole frame, for about a third of its pixels."""
+"""The full-resolution window around the face found on the reduced frame: the box plus this share of
+its side on each edge (a square of at least ``REFINE_MIN_SIDE``, origin on YuNet's 32-px grid). Its
+landmarks are within 0.41 / 1.39 px (median / 90th percentile, crop pixels) of a whole-frame
+detection on app-sized faces, 0.84 / 2.56 on 110-px faces and 0.00 / 0.54 on ORL: the same as the
+whole-frame detection's own one-pixel jitter (0.50 / 0.99, 0.87 / 2.54, 0.37 / 0.61). The window
+holds about half the frame's pixels for a 210-px face, a fifth for a 110-px one."""
 ALONE_BELOW = 0.3
 """Other faces at least this share of the chosen face's area are measured at full resolution too (the
 several-faces rule compares areas, 0.5, and reduced frames inflate partial background faces), and
