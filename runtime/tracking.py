@@ -67,8 +67,8 @@ at 480, 320, 256 and 224 no face is missed, at 160 the landmarks of small faces 
 pixels, max); YuNet's cost follows the pixel count (320: a quarter of 640's). But at every reduction,
 480 included, the landmarks move by 1.7-3.6 px of the 112 crop (median), against 0.4-0.9 px for a
 whole-frame detection of the frame moved by one pixel, and f's decisions follow them (a 320-only
-path changed 1.9 % of accept/reject decisions and accepted 5 impostor frames that whole-frame
-detection rejected, ``benchmarks/frame_tracking.py``). So the size only finds the faces, and the
+path changed 1.9 % of accept/reject decisions and accepted 5 impostor frames where whole-frame
+detection accepted none, ``benchmarks/frame_tracking.py``). So the size only finds the faces, and the
 chosen face's landmarks are measured again at full resolution (``REFINE_MARGIN``); 320 is the
 smallest size on the plateau that keeps ``MIN_FACE_PX`` faces (48 px) at 24 px for YuNet."""
 REFINE_MARGIN = 0.25
@@ -77,7 +77,7 @@ its side on each edge (a square of at least ``REFINE_MIN_SIDE``, origin on YuNet
 landmarks are within 0.41 / 1.39 px (median / 90th percentile, crop pixels) of a whole-frame
 detection on app-sized faces, 0.84 / 2.56 on 110-px faces and 0.00 / 0.54 on ORL: the same as the
 whole-frame detection's own one-pixel jitter (0.50 / 0.99, 0.87 / 2.54, 0.37 / 0.61). The window
-holds about half the frame's pixels for a 210-px face, a fifth for a 110-px one."""
+holds a third to two thirds of a 640x480 frame's pixels for a 210-px face, a fifth for a 110-px one."""
 ALONE_BELOW = 0.3
 """Other faces at least this share of the chosen face's area are measured at full resolution too (the
 several-faces rule compares areas, 0.5, and reduced frames inflate partial background faces), and
