@@ -21,6 +21,14 @@ Decisions and their reasons (``Result.reason``):
                     see ``lockout``); no image is decoded or judged
     pin_required    20 rejects since the last accept: only the PIN (checked by the app) unlocks
 Only ``accepted`` and ``rejected`` count as attempts for the lockout.
+
+The cheap frame path, an option (``load(..., detector=tracking.frame_detector(),
+tracker=tracking.FaceTracker())``): faces are found on a reduced frame and followed between
+detections (``tracking``); a followed frame is still scored by f and passes the sharpness gate and
+the tracker's own, else it is detected afresh (``Result.tracked`` says which). Not the default:
+on moving sessions its accept/reject decisions differ from whole-frame detection's on a few frames
+in a hundred, like whole-frame detection's own from one frame to the next
+(``benchmarks/frame_tracking.py``), which is not "the same decisions".
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from hyperverify.runtime.faces import Face, FaceDetector, align
 from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
 from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
+from hyperverify.runtime.tracking import FaceTracker, alone
 from hyperverify.runtime.trust import (TrustPolicy, accepts, open_manifest, read_trusted_user_file,
                                        threshold_floor)
 from hyperverify.runtime.user_file import UserWeights
@@ -55,6 +64,7 @@ class Result:
     score: float | None = None
     face: Face | None = None
     locked_for: float = 0.0  # seconds of lockout left (reason "locked_out", or after the reject that locked)
+    tracked: bool = False  # the face was followed from an earlier detection (``tracking``), not detected
 
 
 class ProgramRunner:
@@ -81,8 +91,11 @@ class Verifier:
 
     def __init__(self, runner: ProgramRunner, weights: UserWeights, generated: tuple[str, ...],
                  detector: FaceDetector | None = None, lockout: Lockout | None = None,
-                 frames_required: int = 1, window: int = 1, *, floor: float) -> None:
-        """``floor``: the bundle's calibrated threshold; the user's threshold never goes below it."""
+                 frames_required: int = 1, window: int = 1, *, floor: float,
+                 tracker: FaceTracker | None = None) -> None:
+        """``floor``: the bundle's calibrated threshold; the user's threshold never goes below it.
+        ``tracker``: follow the face between detections (``tracking``: the cheap frame path); every
+        frame is still scored by f and passes the same quality gates."""
         import torch
 
         if not 1 <= frames_required <= window:
@@ -91,6 +104,7 @@ class Verifier:
         self.threshold = threshold_floor(floor, weights.threshold)
         self.detector = detector or FaceDetector()
         self.lockout = lockout if lockout is not None else Lockout()
+        self.tracker = tracker
         self.frames_required, self.window = frames_required, window
         self._recent: collections.deque[bool] = collections.deque(maxlen=window)
         self._runner = runner
@@ -111,6 +125,8 @@ class Verifier:
         blocked = self.lockout.blocked()
         if blocked is None:
             return None
+        if self.tracker is not None:
+            self.tracker.stop()
         return Result(False, blocked, locked_for=self.lockout.remaining())
 
     def verify_encoded(self, data: bytes, name: str = "the camera frame") -> Result:
@@ -124,6 +140,14 @@ class Verifier:
 
     def _decide(self, frame: np.ndarray, color_order: str) -> Result:
         rgb = frame_to_rgb(frame, color_order)
+        if self.tracker is not None:
+            face, _ = self.tracker.follow(rgb)
+            if face is not None:
+                crop = align(rgb, face.landmarks)
+                grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+                if self.tracker.same_face(grey) and sharpness(grey) >= MIN_SHARPNESS:
+                    return self._judge(crop, face, tracked=True)
+                self.tracker.stop()  # a refused tracked crop is never judged: detect on this frame
         faces = self.detector.detect(rgb)
         if not faces:
             return Result(False, "no_face")
@@ -133,24 +157,35 @@ class Verifier:
         if min(face.box[2], face.box[3]) < MIN_FACE_PX:
             return Result(False, "face_too_small", face=face)
         crop = align(rgb, face.landmarks)
-        sharpness = cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
-        if face.score < MIN_DETECTOR_SCORE or sharpness < MIN_SHARPNESS:
+        grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        if face.score < MIN_DETECTOR_SCORE or sharpness(grey) < MIN_SHARPNESS:
             return Result(False, "low_quality", face=face)
+        if self.tracker is not None and alone(faces):
+            self.tracker.start(rgb, face, grey)
+        return self._judge(crop, face)
+
+    def _judge(self, crop: np.ndarray, face: Face, tracked: bool = False) -> Result:
         score = self.score_crop(crop)
         self._recent.append(accepts(score, self.threshold))
         if sum(self._recent) >= self.frames_required:
             self._recent.clear()
             self.lockout.record(True)
-            return Result(True, "accepted", score, face)
+            return Result(True, "accepted", score, face, tracked=tracked)
         if len(self._recent) < self.window:
-            return Result(False, "rejected", score, face)
+            return Result(False, "rejected", score, face, tracked=tracked)
         self._recent.clear()
         state = self.lockout.record(False)
-        return Result(False, "rejected", score, face, locked_for=self.lockout.remaining(state))
+        return Result(False, "rejected", score, face, locked_for=self.lockout.remaining(state), tracked=tracked)
+
+
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the Laplacian of a grey crop: the ``low_quality`` gate's measure of blur."""
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, lockout: Lockout | None = None,
-         frames_required: int = 1, window: int = 1, detector: FaceDetector | None = None) -> Verifier:
+         frames_required: int = 1, window: int = 1, detector: FaceDetector | None = None,
+         tracker: FaceTracker | None = None) -> Verifier:
     """Load the bundle's shared program and a user's weights, refusing anything that does not match.
 
     ``trust`` is the app's own policy (``TrustPolicy.signed(key)``, or the named opt-out
@@ -170,7 +205,7 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
         raise BundleError(f"{user_file}: enrolled with model {weights.model_version}, "
                           f"the bundle ships model {manifest.model_version}; re-enroll the user")
     return Verifier(ProgramRunner(program), weights, tuple(manifest.generated), detector, lockout,
-                    frames_required, window, floor=manifest.threshold)
+                    frames_required, window, floor=manifest.threshold, tracker=tracker)
 
 
 __all__ = ["load", "Verifier", "Result", "Lockout", "Manifest", "HyperverifyError", "TrustPolicy"]

@@ -3,7 +3,10 @@
 Measured: f through ExecuTorch XNNPACK from Python and through the C++ runtime (when its CLI is
 built); the SFace backbone a user would otherwise run, on the same runtime (ExecuTorch XNNPACK,
 one thread, exported by ``converters.backbone_executorch``); eager PyTorch for both as extra rows;
-end to end per 640x480 frame (detect + align + f) and each of its stages; the time to load a user; and the peak memory
+end to end per 640x480 frame (detect + align + f) and each of its stages; the cheap frame path
+(``runtime.tracking``: a face found on a reduced frame, then followed between detections) on moving
+sessions made from a real photo, from BGR frames and from NV21 camera buffers, per tracked frame, per
+detection frame and amortised over a session (``tracked_frame_path``); the time to load a user; and the peak memory
 of a fresh runtime process (Python) and of the C++ CLI. Each time is the median over ``repeats``
 runs of ``calls`` calls, with the spread (min-max of the run medians). Ratios compare like with
 like: ExecuTorch with ExecuTorch, eager with eager.
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -58,6 +62,31 @@ def frames_640x480(images: list[Path]) -> list[np.ndarray]:
         canvas[115:365, 195:445] = face
         out.append(canvas)
     return out
+
+
+def moving_frames(photo: np.ndarray, count: int, seed: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """A real photo as a camera held by hand sees it: ``count`` RGB frames of ``width`` x ``height``.
+
+    The fake-camera sessions of the sample app are still photos, one per attempt; a camera stream
+    moves. Here the photo is letterboxed as the app shows it (``sample_app.frames.letterbox``), then
+    moves along a seeded random walk: per frame a shift of about 1.5 px, a rotation of about 0.4
+    degrees and a scale change of about 0.8 % (bounded to 40 px, 8 degrees and 10 %), with fresh
+    sensor noise (Gaussian, sigma 2 grey levels) on every frame."""
+    rng = np.random.default_rng(seed)
+    base = min(width / photo.shape[1], height / photo.shape[0])
+    shift, angle, zoom = np.zeros(2), 0.0, 1.0
+    frames = []
+    for _ in range(count):
+        shift = np.clip(shift + rng.normal(0, 1.5, 2), -40, 40)
+        angle = float(np.clip(angle + rng.normal(0, 0.4), -8, 8))
+        zoom = float(np.clip(zoom * (1 + rng.normal(0, 0.008)), 0.9, 1.1))
+        centre = (photo.shape[1] / 2, photo.shape[0] / 2)
+        warp = cv2.getRotationMatrix2D(centre, angle, base * zoom)
+        warp[:, 2] += np.array([width / 2, height / 2]) - centre + shift
+        frame = cv2.warpAffine(photo, warp, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+        noise = rng.normal(0, 2, frame.shape)
+        frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
+    return frames
 
 
 RUNTIME_MEMORY_PROBE = """
@@ -126,10 +155,13 @@ def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
 
 
 def one_thread() -> int:
-    """Pin ExecuTorch's threadpool (XNNPACK) and torch to one thread; returns ExecuTorch's count."""
+    """Pin ExecuTorch's threadpool (XNNPACK), torch and OpenCV (YuNet, warps, optical flow) to one
+    thread; returns ExecuTorch's count. OpenCV's own pool would otherwise use every core, and on a
+    shared machine a tracked frame's small OpenCV calls wait for busy threads (7 ms against 2 ms)."""
     from executorch.extension.pybindings import portable_lib
 
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     portable_lib._unsafe_reset_threadpool(1)
     return int(portable_lib._threadpool_get_thread_count())
 
@@ -137,8 +169,6 @@ def one_thread() -> int:
 def frame_stages(detector: FaceDetector, frame: np.ndarray, calls: int, repeats: int) -> dict[str, dict]:
     """One 640x480 frame stage by stage, as ``Verifier.verify`` runs them (f itself is timed apart):
     where a frame's time goes, so that the stage to cut is the measured one."""
-    import cv2
-
     from hyperverify.runtime.faces import align
     from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 
@@ -159,6 +189,94 @@ def frame_stages(detector: FaceDetector, frame: np.ndarray, calls: int, repeats:
             "stage_align_warp": timed(lambda: align(rgb, faces[0].landmarks), calls, repeats),
             "stage_sharpness_gate": timed(lambda: cv2.Laplacian(gray, cv2.CV_64F).var(), calls, repeats),
             "stage_reduce_and_normalise": timed(lambda: spec.to_input(spec.reduce_crop(crop)), calls, repeats)}
+
+
+def nv21(bgr: np.ndarray) -> np.ndarray:
+    """A BGR frame as Android's camera delivers it (NV21: the Y plane, then V and U interleaved at half
+    size), as one (H * 3/2) x W uint8 buffer."""
+    height, width = bgr.shape[:2]
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    quarter = width * height // 4
+    u, v = i420[width * height:width * height + quarter], i420[width * height + quarter:]
+    return np.concatenate([i420[:width * height], np.stack([v, u], 1).reshape(-1)]).reshape(height * 3 // 2, width)
+
+
+def spread(values: list[float], **extra: object) -> dict:
+    """Median and min-max of per-session figures (µs), in ``timed``'s format."""
+    return {"median_us": statistics.median(values), "min_us": min(values), "max_us": max(values), **extra}
+
+
+def tracked_frame_path(verifier, photo: np.ndarray, sessions: int, frames: int) -> dict[str, dict]:
+    """The cheap frame path (``runtime.tracking``) on moving 640x480 sessions made from a real photo
+    (``moving_frames``), each frame through ``Verifier.verify`` as a camera loop would call it.
+
+    ``verifier`` must have been loaded with ``detector=frame_detector()`` and a ``FaceTracker``. Rows:
+    the stages a tracked frame adds (following the face, the appearance gate), the frame detector,
+    raw camera buffers to RGB (NV21 from Android, BGRA from iOS; there is no JPEG decode), and end
+    to end: tracked frames, detection frames and the mean over a session (amortised), from a BGR
+    frame and from an NV21 buffer. Each is the median over sessions of that session's median (mean
+    for the amortised row), with the min-max over sessions as the spread."""
+    from hyperverify.runtime.faces import align
+    from hyperverify.runtime.tracking import FaceTracker, appearance, frame_detector
+
+    clips = [[cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in moving_frames(photo, frames, seed)]
+             for seed in range(sessions)]
+    first, second = clips[0][0], clips[0][1]
+    rgb, rgb2 = cv2.cvtColor(first, cv2.COLOR_BGR2RGB), cv2.cvtColor(second, cv2.COLOR_BGR2RGB)
+    detector = frame_detector()
+    faces = detector.detect(rgb)
+    if not faces:
+        raise RuntimeError("no face in the benchmark frame")
+    grey = cv2.cvtColor(align(rgb, faces[0].landmarks), cv2.COLOR_RGB2GRAY)
+    tracker = FaceTracker(redetect_every=10**9, clock=lambda: 0.0)
+
+    def follow() -> object:
+        tracker.start(rgb, faces[0], grey)
+        return tracker.follow(rgb2)
+
+    def start() -> object:
+        return tracker.start(rgb, faces[0], grey)
+
+    raw, bgra = nv21(first), cv2.cvtColor(first, cv2.COLOR_BGR2BGRA)
+    calls = max(20, 5 * frames)
+    out = {"stage_nv21_to_rgb": timed(lambda: cv2.cvtColor(raw, cv2.COLOR_YUV2RGB_NV21), calls, sessions),
+           "stage_bgra_to_rgb": timed(lambda: cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB), calls, sessions),
+           "stage_frame_detect_320_refined": timed(lambda: detector.detect(rgb), max(5, frames // 2), sessions)}
+    start_us = timed(start, calls, sessions)
+    both = timed(follow, calls, sessions)
+    out["stage_track_follow"] = {k: (v - start_us["median_us"] if k.endswith("_us") else v) for k, v in both.items()}
+    out["stage_track_start"] = start_us
+    out["stage_appearance_gate"] = timed(lambda: tracker.same_face(grey), calls, sessions)
+    rows: dict[str, list[float]] = {"tracked": [], "detected": [], "amortised": [], "nv21_tracked": [],
+                                    "nv21_amortised": []}
+    shares = []
+    for source in ("bgr", "nv21"):
+        for clip in clips:
+            verifier.tracker.stop()
+            buffers = clip if source == "bgr" else [nv21(f) for f in clip]
+            times, tracked = [], []
+            for buffer in buffers:
+                start_ns = time.perf_counter_ns()
+                if source == "bgr":
+                    result = verifier.verify(buffer)
+                else:
+                    result = verifier.verify(cv2.cvtColor(buffer, cv2.COLOR_YUV2RGB_NV21), "rgb")
+                times.append((time.perf_counter_ns() - start_ns) / 1000)
+                tracked.append(result.tracked)
+            on_track = [t for t, k in zip(times, tracked) if k] or [float("nan")]
+            prefix = "" if source == "bgr" else "nv21_"
+            rows[prefix + "tracked"].append(statistics.median(on_track))
+            rows[prefix + "amortised"].append(statistics.mean(times))
+            if source == "bgr":
+                rows["detected"].append(statistics.median([t for t, k in zip(times, tracked) if not k]))
+                shares.append(sum(tracked) / len(tracked))
+    share = {"tracked_share": statistics.mean(shares), "frames": frames, "sessions": sessions}
+    out["frame_tracked_bgr"] = spread(rows["tracked"], **share)
+    out["frame_detected_bgr"] = spread(rows["detected"], **share)
+    out["frame_amortised_session_bgr"] = spread(rows["amortised"], **share)
+    out["frame_tracked_nv21"] = spread(rows["nv21_tracked"], **share)
+    out["frame_amortised_session_nv21"] = spread(rows["nv21_amortised"], **share)
+    return out
 
 
 def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, calls: int = 2000,
@@ -193,6 +311,11 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     index = iter(range(10**9))
     results["end_to_end_frame"] = timed(lambda: verifier.verify(frames[next(index) % len(frames)]),
                                         max(20, calls // 20), repeats)
+    from hyperverify.runtime.tracking import FaceTracker, frame_detector
+
+    tracked = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT), detector=frame_detector(),
+                   tracker=FaceTracker())
+    results.update(tracked_frame_path(tracked, read_image(images[0]), max(3, repeats), 30))
     results["load_user"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
     sface = results["sface_executorch_python"]["median_us"]
     ratios = {"sface_executorch / f_executorch (Python)": sface / results["f_executorch_python"]["median_us"],
@@ -204,7 +327,8 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
         results["crop_to_score_cpp_cli"] = {"median_us": cpp["crop_median_us"], "calls": calls}
         ratios["sface_executorch / f_cpp_cli"] = sface / cpp["forward_median_us"]
         memory["cpp_cli"] = {"peak_rss_mib": cpp["peak_rss_mib"], "bench_calls": calls}
-    return {"results": results, "ratios": ratios, "memory": memory, "threads": {"torch": 1, "executorch": threads}}
+    return {"results": results, "ratios": ratios, "memory": memory,
+            "threads": {"torch": 1, "executorch": threads, "opencv": cv2.getNumThreads()}}
 
 
 def markdown(report: dict) -> str:
