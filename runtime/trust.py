@@ -81,7 +81,8 @@ class TrustPolicy:
                 raise TrustError(f"user_files={self.user_files!r} needs the device's key: {err}") from None
 
     @classmethod
-    def signed(cls, public_key: bytes | str, device_key: bytes | None = None, user_files: str = "backend") -> TrustPolicy:
+    def signed(cls, public_key: bytes | str, device_key: bytes | None = None,
+               user_files: str = "backend") -> TrustPolicy:
         """Require signatures by ``public_key``: 32 raw bytes or 64 hex digits. ``user_files``:
         "backend" (signed by that key), "device" (made on this device, authenticated with
         ``device_key``) or "either"."""

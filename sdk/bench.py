@@ -180,7 +180,8 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     sizes = {}
     enrollment = enrollment_program(bundle, trust)
     if enrollment is not None:
-        results["enrollment_program_executorch_python"] = timed(lambda: enrollment.from_crops(crop[None]), slow, repeats)
+        results["enrollment_program_executorch_python"] = timed(lambda: enrollment.from_crops(crop[None]), slow,
+                                                                repeats)
         path = enrollment.manifest.programs[ENROLLMENT_ROLE]
         sizes = {"enrollment_program_bytes": (bundle / path).stat().st_size,
                  "f_program_bytes": (bundle / verifier_program(bundle, trust)).stat().st_size}
