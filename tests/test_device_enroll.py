@@ -28,7 +28,8 @@ from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, read_manifest, sha256_bytes
 from hyperverify.runtime.trust import TrustError
-from hyperverify.runtime.user_file import CHECKSUM_SIZE, MAC_SIZE, SignatureError, read_user_file, write_user_file
+from hyperverify.runtime.user_file import (CHECKSUM_SIZE, MAC_SIZE, SignatureError, UserFileError, decode, encode,
+                                           read_user_file, write_user_file)
 from hyperverify.sdk.backbone import embed
 from hyperverify.sdk.enroll import aligned_crops, weights_from_faces
 from hyperverify.sdk.signing import public_raw
@@ -170,4 +171,12 @@ def test_a_device_policy_must_be_explicit_and_complete(make, message) -> None:
 
 
 def test_the_device_key_is_never_printed() -> None:
-    assert DEVICE_KEY.hex() not in repr(DEVICE) and str(list(DEVICE_KEY)) not in repr(DEVICE)
+    assert repr(DEVICE_KEY) not in repr(DEVICE) and "device_key" not in repr(DEVICE)
+
+
+def test_a_file_is_signed_or_device_made_never_both(device_file) -> None:
+    data = device_file.read_bytes()
+    with pytest.raises(UserFileError, match="unknown flags 0x05"):
+        decode(data[:7] + b"\x05" + data[8:])
+    with pytest.raises(ValueError, match="not both"):
+        encode(read_user_file(device_file), BACKEND_KEY, device_key=DEVICE_KEY)
