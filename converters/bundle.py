@@ -5,6 +5,7 @@
       manifest.json.sig                 Ed25519 signature of manifest.json's exact bytes (the backend's key)
       verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
       verifier-portable.pte             the same without delegation (any ExecuTorch build)
+      enroll-xnnpack.pte                on-device enrollment: aligned crop(s) -> (embedding, theta)
       coreml/verifier-shared-ios17.mlpackage   Core ML, the user's slices as inputs (iOS 17+)
       server/enrollment-model.pt        the enrollment model (backend only: never ship in an app)
       docs/                             integration guides for iOS and Android
@@ -24,11 +25,12 @@ from pathlib import Path
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hyperverify.converters.enroll_program import MAX_CROPS, EnrollmentInputs, export_enrollment
 from hyperverify.converters.executorch_export import export_program
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import replace_dir, staging_dir
-from hyperverify.runtime.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
+from hyperverify.runtime.manifest import ENROLLMENT_ROLE, MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -44,6 +46,7 @@ class BundleInputs:
     target_far: float
     enrollment_model: bytes
     coreml: bool = True
+    enrollment: EnrollmentInputs | None = None  # the on-device enrollment program, when shipped
 
 
 def write_signed_manifest(folder: Path, manifest: Manifest, signing_key: Ed25519PrivateKey) -> bytes:
@@ -70,6 +73,11 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
             (staging / "coreml").mkdir()
             shared_package(inputs.shared, inputs.generated, staging / programs["coreml-shared"],
                            metadata={"model_version": inputs.model_version, "threshold": f"{inputs.threshold:.6f}"})
+        enrollment = None
+        if inputs.enrollment is not None:
+            programs[ENROLLMENT_ROLE] = "enroll-xnnpack.pte"
+            (staging / programs[ENROLLMENT_ROLE]).write_bytes(export_enrollment(inputs.enrollment))
+            enrollment = {"threshold": inputs.enrollment.threshold, "head": "generated", "max_crops": MAX_CROPS}
         (staging / "server").mkdir()
         (staging / "server" / "enrollment-model.pt").write_bytes(inputs.enrollment_model)
         (staging / "docs").mkdir()
@@ -82,7 +90,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
         manifest = Manifest(
             model_version=inputs.model_version, layout_hash=spec.layout_hash(inputs.generated),
             generated=[n for n in spec.SLICE_NAMES if n in inputs.generated], threshold=inputs.threshold,
-            target_far=inputs.target_far, files=files, programs=programs,
+            target_far=inputs.target_far, files=files, programs=programs, enrollment=enrollment,
             versions={"user_file_format": FORMAT_VERSION, "executorch": version("executorch"),
                       "coremltools": version("coremltools"), "torch": version("torch").split("+")[0]})
         write_signed_manifest(staging, manifest, signing_key)

@@ -32,6 +32,8 @@ BUNDLE_FORMAT = 2
 MAX_MANIFEST_BYTES = 1 << 20  # ours are about 2 KiB
 MAX_BUNDLE_FILE_BYTES = 256 << 20  # a program the runtime loads (ours: under 1 MiB)
 MAX_DEPTH = 16  # JSON nesting; ours is 3 deep
+ENROLLMENT_ROLE = "enrollment-xnnpack"  # the on-device enrollment program's role in ``programs``
+ENROLLMENT_HEADS = ("generated",)  # what the enrollment program makes: the generator's head, unrefined
 
 
 class BundleError(HyperverifyError):
@@ -53,9 +55,11 @@ class Manifest:
         "pixel_mean": spec.PIXEL_MEAN, "pixel_scale": spec.PIXEL_SCALE,
         "from": "112x112 ArcFace-aligned crop, area resize"})
     versions: dict = field(default_factory=dict)
+    enrollment: dict | None = None  # {"threshold", "head", "max_crops"} when the bundle ships ENROLLMENT_ROLE
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        fields = {k: v for k, v in asdict(self).items() if k != "enrollment" or v is not None}
+        return json.dumps(fields, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -123,6 +127,10 @@ _CHECKS = {
     "bundle_format": lambda v: v == BUNDLE_FORMAT and not isinstance(v, bool),
     "input": lambda v: isinstance(v, dict),
     "versions": lambda v: isinstance(v, dict),
+    "enrollment": lambda v: (isinstance(v, dict) and set(v) == {"threshold", "head", "max_crops"}
+                             and _number(v["threshold"]) and v["head"] in ENROLLMENT_HEADS
+                             and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
+                             and v["max_crops"] >= 1),
 }
 
 
@@ -145,7 +153,7 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: bundle format {str(raw.get('bundle_format'))[:20]}, this runtime reads "
                           f"{BUNDLE_FORMAT}; rebuild the bundle with `hyperverify build-sdk`")
     unknown = sorted(set(raw) - set(_CHECKS))
-    missing = sorted(name for name in _CHECKS if name not in raw and name not in ("input", "versions"))
+    missing = sorted(name for name in _CHECKS if name not in raw and name not in ("input", "versions", "enrollment"))
     if unknown or missing:
         raise BundleError(f"{source}: malformed manifest (unknown fields {unknown[:5]}, missing {missing})")
     for name, check in _CHECKS.items():
@@ -155,6 +163,8 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
     for program in manifest.programs.values():  # a file, or a folder of files (a Core ML package)
         if program not in manifest.files and not any(f.startswith(program + "/") for f in manifest.files):
             raise BundleError(f"{source}: a program is not listed among the bundle's files")
+    if (manifest.enrollment is None) != (ENROLLMENT_ROLE not in manifest.programs):
+        raise BundleError(f"{source}: the enrollment program and its settings must come together")
     generated = manifest.generated
     if not generated or not set(generated) <= set(spec.SLICE_NAMES) or len(set(generated)) != len(generated):
         raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated}")

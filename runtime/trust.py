@@ -8,7 +8,16 @@ may say whom to trust. The integrating app fixes it in its own code and passes i
     verifier = load("bundle/", "alice.hvu", TRUST)
 
 With a key, the manifest must carry a valid detached signature (``manifest.json.sig``) before
-anything in it is read, and every user file must be signed by the same key. Running without
+anything in it is read, and every user file must be signed by the same key. A device that enrolls
+its owner itself (``runtime/enroll.py``) authenticates the user file it writes with a secret key
+the app keeps in the platform's key store (Android Keystore, iOS Keychain; never in the bundle);
+the app says which user files it accepts, and nothing else can widen that:
+
+    TrustPolicy.signed(BACKEND_KEY)                                       # backend-signed only
+    TrustPolicy.signed(BACKEND_KEY, device_key=KEY, user_files="device")  # made on this device only
+    TrustPolicy.signed(BACKEND_KEY, device_key=KEY, user_files="either")  # both
+
+The bundle's manifest is signed by the backend under every policy. Running without
 signatures takes a named opt-out that states why (``TrustPolicy.allow_unsigned("tests")``); there is
 no default. The C runtime takes the same policy (``hv_open``'s key and ``HV_ALLOW_UNSIGNED``).
 
@@ -20,16 +29,17 @@ one (``threshold_floor``), and a score or threshold that is not a finite number 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hyperverify.runtime.bounded_io import read_bounded
 from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.runtime.manifest import (SIGNATURE_NAME, SIGNATURE_SIZE, BundleError, Manifest, manifest_bytes,
                                           parse_manifest)
-from hyperverify.runtime.user_file import UserWeights, read_user_file
+from hyperverify.runtime.user_file import UserWeights, check_device_key, read_user_file
 
 PUBLIC_KEY_SIZE = 32
+USER_FILE_SOURCES = ("backend", "device", "either")  # who may have made the user files a device accepts
 MAX_KEY_FILE_BYTES = 4096
 
 
@@ -47,6 +57,8 @@ class TrustPolicy:
 
     public_key: bytes = b""  # 32 raw Ed25519 bytes
     unsigned_reason: str = ""  # why this deployment runs without signatures
+    device_key: bytes = field(default=b"", repr=False)  # the device's HMAC key (a secret: never printed)
+    user_files: str = "backend"  # one of USER_FILE_SOURCES
 
     def __post_init__(self) -> None:
         keyed = isinstance(self.public_key, bytes) and len(self.public_key) == PUBLIC_KEY_SIZE
@@ -54,10 +66,26 @@ class TrustPolicy:
         if keyed == opted_out or (opted_out and self.public_key):
             raise TrustError("a trust policy needs either a 32-byte Ed25519 public key (TrustPolicy.signed) or "
                              "an explicit opt-out with a reason (TrustPolicy.allow_unsigned), not both or neither")
+        if self.user_files not in USER_FILE_SOURCES:
+            raise TrustError(f"user_files must be one of {USER_FILE_SOURCES}, got {str(self.user_files)[:20]!r}")
+        if opted_out and (self.device_key or self.user_files != "backend"):
+            raise TrustError("a device key goes with a signed policy (TrustPolicy.signed): the bundle is the "
+                             "backend's either way")
+        if self.user_files == "backend" and self.device_key:
+            raise TrustError("a device key was given but the policy accepts only backend-signed user files; "
+                             "say user_files='device' or 'either'")
+        if self.user_files != "backend":
+            try:
+                check_device_key(self.device_key)
+            except ValueError as err:
+                raise TrustError(f"user_files={self.user_files!r} needs the device's key: {err}") from None
 
     @classmethod
-    def signed(cls, public_key: bytes | str) -> TrustPolicy:
-        """Require signatures by ``public_key``: 32 raw bytes or 64 hex digits."""
+    def signed(cls, public_key: bytes | str, device_key: bytes | None = None,
+               user_files: str = "backend") -> TrustPolicy:
+        """Require signatures by ``public_key``: 32 raw bytes or 64 hex digits. ``user_files``:
+        "backend" (signed by that key), "device" (made on this device, authenticated with
+        ``device_key``) or "either"."""
         if isinstance(public_key, str):
             try:
                 public_key = bytes.fromhex(public_key.strip())
@@ -65,7 +93,7 @@ class TrustPolicy:
                 raise TrustError("the public key is not hex") from None
         if not isinstance(public_key, bytes) or len(public_key) != PUBLIC_KEY_SIZE:
             raise TrustError(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes")
-        return cls(public_key=public_key)
+        return cls(public_key=public_key, device_key=device_key or b"", user_files=user_files)
 
     @classmethod
     def from_public_key_file(cls, path: str | Path) -> TrustPolicy:
@@ -127,9 +155,14 @@ def open_manifest(bundle: str | Path, trust: TrustPolicy) -> Manifest:
 
 
 def read_trusted_user_file(path: str | Path, manifest: Manifest, trust: TrustPolicy) -> UserWeights:
-    """A user file checked as the policy demands: signed by the app's key unless opted out."""
-    return read_user_file(path, public_key=trust.verifying_key(), require_signature=trust.requires_signatures,
-                          expected_layout=manifest.layout_hash)
+    """A user file checked as the policy demands: signed by the app's backend key, or authenticated
+    by the device's key, as ``trust.user_files`` says, unless opted out. A file of a kind the policy
+    does not accept, or authenticated by another key, is refused (``SignatureError``)."""
+    backend = trust.user_files in ("backend", "either")
+    device = trust.user_files in ("device", "either")
+    return read_user_file(path, public_key=trust.verifying_key() if backend else None,
+                          device_key=trust.device_key if device else None,
+                          require_signature=trust.requires_signatures, expected_layout=manifest.layout_hash)
 
 
 def threshold_floor(manifest_threshold: float, user_threshold: float) -> float:

@@ -10,7 +10,8 @@ Layout (little-endian; 96-byte header, then theta, then trailer):
     0      4     magic b"HVU1"
     4      2     format version (uint16) = FORMAT_VERSION
     6      1     dtype: 1 = float32, 2 = float16
-    7      1     flags: bit 0 = signed; other bits must be 0
+    7      1     flags: bit 0 = signed by the backend, bit 2 = authenticated by the device's key (at
+                 most one of them); other bits must be 0
     8      16    verifier layout hash (ASCII hex, ``spec.layout_hash``)
     24     4     count: number of theta values (uint32)
     28     4     threshold on f's logit (float32): accept when logit >= threshold
@@ -19,13 +20,20 @@ Layout (little-endian; 96-byte header, then theta, then trailer):
     96     n     theta: count values of dtype (the generated slices, spec order)
     96+n   32    SHA-256 of bytes [0, 96+n)
     128+n  64    Ed25519 signature of bytes [0, 128+n), present only when flags bit 0 is set
+    128+n  32    HMAC-SHA256 of bytes [0, 128+n) under the device's key, only when flags bit 2 is set
 
-The C++ runtime implements the same checks against the same test vectors (tests/vectors/).
+A backend-signed file comes from ``enroll``/``export-user``; a device-made file from on-device
+enrollment (``runtime/enroll.py``), keyed with a secret the app keeps in the platform's key store
+(never in the bundle). Which of them a device accepts is the app's policy (``runtime/trust.py``).
+
+The C++ runtime implements the same checks against the same test vectors (tests/vectors/); it does
+not read device-made files yet (it refuses bit 2 as an unknown flag).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +52,9 @@ CHECKSUM_SIZE = 32
 SIGNATURE_SIZE = 64
 DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
 FLAG_SIGNED = 1
+FLAG_DEVICE = 4  # bit 1 stays unused: old readers and the test vectors use 0x02 as "unknown flags"
+MAC_SIZE = 32
+MIN_DEVICE_KEY_BYTES = 32
 MAX_COUNT = spec.parameter_count()
 MAX_FILE_SIZE = HEADER.size + MAX_COUNT * 4 + CHECKSUM_SIZE + SIGNATURE_SIZE  # the largest valid file
 
@@ -100,7 +111,8 @@ class UserWeights:
     model_version: str
     user_id: str
     dtype: str = "float16"
-    signed: bool = False
+    signed: bool = False  # carries the backend's Ed25519 signature
+    device_made: bool = False  # carries a device key's HMAC-SHA256
 
 
 def _text(raw: bytes, field: str) -> str:
@@ -120,8 +132,24 @@ def _padded(text: str, size: int, field: str) -> bytes:
     return raw.ljust(size, b"\x00")
 
 
-def encode(weights: UserWeights, signing_key=None) -> bytes:
-    """Serialise; ``signing_key`` is a ``cryptography`` Ed25519PrivateKey (the backend's)."""
+def check_device_key(key: object) -> bytes:
+    """The device's HMAC key as bytes, refused (``ValueError``) when it is not at least
+    ``MIN_DEVICE_KEY_BYTES`` bytes: a short key would let a stolen file be forged offline."""
+    if not isinstance(key, bytes) or len(key) < MIN_DEVICE_KEY_BYTES:
+        raise ValueError(f"a device key is at least {MIN_DEVICE_KEY_BYTES} random bytes")
+    return key
+
+
+def device_mac(key: bytes, body: bytes) -> bytes:
+    """HMAC-SHA256 of a user file's bytes up to and including its checksum."""
+    return hmac.new(check_device_key(key), body, hashlib.sha256).digest()
+
+
+def encode(weights: UserWeights, signing_key=None, device_key: bytes | None = None) -> bytes:
+    """Serialise; ``signing_key`` is a ``cryptography`` Ed25519PrivateKey (the backend's),
+    ``device_key`` the device's HMAC key (on-device enrollment); at most one of them."""
+    if signing_key is not None and device_key is not None:
+        raise ValueError("a user file is signed by the backend or keyed by the device, not both")
     code = {"float32": 1, "float16": 2}.get(weights.dtype)
     if code is None:
         raise ValueError(f"dtype must be float32 or float16, got {weights.dtype!r}")
@@ -131,7 +159,8 @@ def encode(weights: UserWeights, signing_key=None) -> bytes:
     stored = theta.astype(DTYPES[code])
     if not np.isfinite(stored).all():
         raise ValueError(f"theta overflows {weights.dtype}")
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, code, FLAG_SIGNED if signing_key else 0,
+    flags = FLAG_SIGNED if signing_key is not None else FLAG_DEVICE if device_key is not None else 0
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, code, flags,
                          weights.layout_hash.encode("ascii"), len(stored), weights.threshold,
                          _padded(weights.model_version, 32, "model_version"),
                          _padded(weights.user_id, 32, "user_id"))
@@ -139,16 +168,20 @@ def encode(weights: UserWeights, signing_key=None) -> bytes:
     body += hashlib.sha256(body).digest()
     if signing_key is not None:
         body += signing_key.sign(body)
+    if device_key is not None:
+        body += device_mac(device_key, body)
     return body
 
 
 def decode(data: bytes, public_key=None, require_signature: bool = False,
-           expected_layout: str | None = None) -> UserWeights:
+           expected_layout: str | None = None, device_key: bytes | None = None) -> UserWeights:
     """Parse and validate; raises a ``UserFileError`` subclass naming the first problem found.
 
-    ``public_key``: an Ed25519PublicKey; a signed file is checked against it. With
-    ``require_signature`` an unsigned file is refused. ``expected_layout``: the layout hash of
-    the program the weights will be fed to.
+    ``public_key``: an Ed25519PublicKey; a signed file is checked against it. ``device_key``: the
+    device's HMAC key; a device-made file is checked against it. With ``require_signature`` a file
+    must be authenticated by one of the keys given: an unsigned file, or one whose kind of
+    authentication has no key here (the app's policy does not accept it), is refused.
+    ``expected_layout``: the layout hash of the program the weights will be fed to.
     """
     if len(data) < HEADER.size:
         raise TruncatedError(f"file is {len(data)} bytes, shorter than the {HEADER.size}-byte header")
@@ -159,13 +192,13 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
         raise VersionError(f"format version {version}, this runtime reads {FORMAT_VERSION}")
     if code not in DTYPES:
         raise DtypeError(f"unknown dtype code {code}")
-    if flags & ~FLAG_SIGNED:
+    if flags & ~(FLAG_SIGNED | FLAG_DEVICE) or flags == FLAG_SIGNED | FLAG_DEVICE:
         raise UserFileError(f"unknown flags 0x{flags:02x}")
-    signed = bool(flags & FLAG_SIGNED)
+    signed, device_made = bool(flags & FLAG_SIGNED), bool(flags & FLAG_DEVICE)
     if count == 0 or count > MAX_COUNT:
         raise LengthError(f"theta count {count} is outside 1..{MAX_COUNT}")
     end = HEADER.size + count * DTYPES[code].itemsize
-    expected = end + CHECKSUM_SIZE + (SIGNATURE_SIZE if signed else 0)
+    expected = end + CHECKSUM_SIZE + (SIGNATURE_SIZE if signed else MAC_SIZE if device_made else 0)
     if expected > len(data):
         raise TruncatedError(f"file is {len(data)} bytes; its header promises {expected}")
     if expected < len(data):
@@ -179,9 +212,14 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
             public_key.verify(data[end + CHECKSUM_SIZE:], data[:end + CHECKSUM_SIZE])
         except InvalidSignature:
             raise SignatureError("bad signature: not issued by this backend's key") from None
+    elif device_made and device_key is not None:
+        if not hmac.compare_digest(device_mac(device_key, data[:end + CHECKSUM_SIZE]), data[end + CHECKSUM_SIZE:]):
+            raise SignatureError("bad device authentication: not made with this device's key")
     elif require_signature:
-        raise SignatureError("the file is unsigned but a signature is required" if not signed
-                             else "a signature is required but no public key was given")
+        if signed:
+            raise SignatureError("a signature is required but no public key was given")
+        raise SignatureError("the file is device-made but the app's policy accepts only backend-signed files"
+                             if device_made else "the file is unsigned but a signature is required")
     try:
         layout_text = layout.decode("ascii")
     except UnicodeDecodeError:
@@ -194,11 +232,11 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
     if not np.isfinite(theta).all():
         raise ValueRangeError("theta holds NaN or infinite values")
     return UserWeights(theta, float(threshold), layout_text, _text(model_version, "model_version"),
-                       _text(user_id, "user_id"), "float32" if code == 1 else "float16", signed)
+                       _text(user_id, "user_id"), "float32" if code == 1 else "float16", signed, device_made)
 
 
-def write_user_file(path: str | Path, weights: UserWeights, signing_key=None) -> None:
-    atomic_write_bytes(path, encode(weights, signing_key))
+def write_user_file(path: str | Path, weights: UserWeights, signing_key=None, device_key: bytes | None = None) -> None:
+    atomic_write_bytes(path, encode(weights, signing_key, device_key))
 
 
 def read_user_file(path: str | Path, **checks) -> UserWeights:

@@ -2,7 +2,9 @@
 
 Measured: f through ExecuTorch XNNPACK from Python and through the C++ runtime (when its CLI is
 built); the SFace backbone a user would otherwise run, on the same runtime (ExecuTorch XNNPACK,
-one thread, exported by ``converters.backbone_executorch``); eager PyTorch for both as extra rows;
+one thread, exported by ``converters.backbone_executorch``); the bundle's on-device enrollment
+program (SFace + generator, one aligned crop -> theta, ``runtime.enroll``) when it ships one, with
+its size; eager PyTorch for both as extra rows;
 end to end per 640x480 frame (detect + align + f) and each of its stages; the cheap frame path
 (``runtime.tracking``: a face found on a reduced frame, then followed between detections) on moving
 sessions made from a real photo, from BGR frames and from NV21 camera buffers, per tracked frame, per
@@ -36,6 +38,8 @@ from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.runtime.faces import FaceAligner, FaceDetector
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
+from hyperverify.runtime.manifest import ENROLLMENT_ROLE
+from hyperverify.runtime.trust import open_manifest
 
 
 def timed(fn: Callable[[], object], calls: int, repeats: int) -> dict[str, float]:
@@ -291,6 +295,14 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     results["f_executorch_python"] = timed(lambda: runner(x, inputs), calls, repeats)
     slow = max(20, calls // 100)
     results["sface_executorch_python"] = timed(sface_executorch(bundle.parent / "sface-xnnpack.pte", crop), slow, repeats)
+    sizes = {}
+    enrollment = enrollment_program(bundle, trust)
+    if enrollment is not None:
+        results["enrollment_program_executorch_python"] = timed(lambda: enrollment.from_crops(crop[None]), slow,
+                                                                repeats)
+        path = enrollment.manifest.programs[ENROLLMENT_ROLE]
+        sizes = {"enrollment_program_bytes": (bundle / path).stat().st_size,
+                 "f_program_bytes": (bundle / verifier_program(bundle, trust)).stat().st_size}
 
     from hyperverify.converters.torch_verifier import unflatten, verifier_forward
     from hyperverify.sdk.enroll import load_default
@@ -319,6 +331,8 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     results["load_user"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
     sface = results["sface_executorch_python"]["median_us"]
     ratios = {"sface_executorch / f_executorch (Python)": sface / results["f_executorch_python"]["median_us"],
+              **({"enrollment_program / f_executorch (Python)": results["enrollment_program_executorch_python"]["median_us"]
+                  / results["f_executorch_python"]["median_us"]} if enrollment is not None else {}),
               "sface_eager / f_eager (extra)": results["sface_eager_pytorch"]["median_us"] / results["f_eager_pytorch"]["median_us"]}
     memory = {"python_runtime": python_runtime_memory(bundle, user, images[:20], trust)}
     if cpp_cli is not None and cpp_cli.exists():
@@ -327,8 +341,20 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
         results["crop_to_score_cpp_cli"] = {"median_us": cpp["crop_median_us"], "calls": calls}
         ratios["sface_executorch / f_cpp_cli"] = sface / cpp["forward_median_us"]
         memory["cpp_cli"] = {"peak_rss_mib": cpp["peak_rss_mib"], "bench_calls": calls}
-    return {"results": results, "ratios": ratios, "memory": memory,
+    return {"results": results, "ratios": ratios, "memory": memory, "sizes": sizes,
             "threads": {"torch": 1, "executorch": threads, "opencv": cv2.getNumThreads()}}
+
+
+def enrollment_program(bundle: Path, trust: TrustPolicy):
+    """The bundle's on-device enrollment program (``runtime.enroll.Enroller``), None when it ships none."""
+    from hyperverify.runtime.enroll import Enroller
+
+    manifest = open_manifest(bundle, trust)
+    return Enroller(bundle, trust) if ENROLLMENT_ROLE in manifest.programs else None
+
+
+def verifier_program(bundle: Path, trust: TrustPolicy) -> str:
+    return open_manifest(bundle, trust).programs["executorch-xnnpack"]
 
 
 def markdown(report: dict) -> str:
@@ -343,6 +369,8 @@ def markdown(report: dict) -> str:
     rows += [f"| {name} | {ratio:.0f}x | | |" for name, ratio in report["ratios"].items()]
     py = report["memory"]["python_runtime"]
     rows.append(f"| peak memory, fresh Python runtime process ({py['frames']} frames; VmHWM) | {py['peak_rss_mib']:.0f} MiB | | |")
+    for name, size in report.get("sizes", {}).items():
+        rows.append(f"| size, {name.removesuffix('_bytes').replace('_', ' ')} | {size / 2**20:.2f} MiB | | |")
     if "cpp_cli" in report["memory"]:
         rows.append(f"| peak memory, C++ CLI (/usr/bin/time) | {report['memory']['cpp_cli']['peak_rss_mib']:.0f} MiB | | |")
     return "\n".join(rows) + "\n"

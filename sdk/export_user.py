@@ -16,6 +16,7 @@ from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
 from hyperverify.runtime.trust import ManifestSignatureError, TrustPolicy, open_manifest
 from hyperverify.runtime.user_file import write_user_file
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
+from hyperverify.sdk.enroll_program import enrollment_inputs
 from hyperverify.sdk.hypernet import HyperModel, load_model, model_version
 from hyperverify.sdk.signing import (default_key_path, load_or_create_key, load_private_key, public_key_path,
                                      public_raw, write_public_key)
@@ -23,12 +24,14 @@ from hyperverify.sdk.signing import (default_key_path, load_or_create_key, load_
 ENROLLMENT_MODEL = "server/enrollment-model.pt"
 
 
-def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bool = True) -> BundleInputs:
-    """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold.
+def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bool = True,
+                  enrollment: bool = True) -> BundleInputs:
+    """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold,
+    and (``enrollment``) the on-device enrollment program (``sdk.enroll_program``).
     ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
     return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
                         model_version(model, extra), float(extra["threshold"]), float(extra["target_far"]),
-                        model_bytes, coreml)
+                        model_bytes, coreml, enrollment_inputs(model, extra) if enrollment else None)
 
 
 def build_signed_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None,

@@ -354,7 +354,8 @@ def test_stale_staging_folders_are_removed_by_the_next_build(model, tmp_path) ->
         (tmp_path / name / "junk").write_bytes(b"x")
     alive = tmp_path / f".tmp-bundle-{os.getppid()}-live"  # a running build's folder stays
     alive.mkdir()
-    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False), tmp_path / "bundle", KEY)
+    build_bundle(bundle_inputs(net, extra, DEFAULT_MODEL.read_bytes(), coreml=False, enrollment=False),
+                 tmp_path / "bundle", KEY)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["bundle", alive.name, ".tmp-bundle-x1y2"]), left
 
