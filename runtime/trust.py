@@ -172,6 +172,19 @@ def threshold_floor(manifest_threshold: float, user_threshold: float) -> float:
     return max(float(manifest_threshold), float(user_threshold))
 
 
+def calibrated_floor(manifest: Manifest, weights: UserWeights) -> float:
+    """The manifest's calibrated threshold for this kind of user file: a device-made file holds the
+    generator's unrefined head, which scores everyone logits higher than a refined one, so its floor
+    is the threshold calibrated for such heads (``manifest.enrollment``), not the refined heads'
+    smaller floor. A device-made file for a bundle that ships no enrollment program is refused."""
+    if not weights.device_made:
+        return manifest.threshold
+    if manifest.enrollment is None:
+        raise BundleError("a device-made user file, but this bundle ships no enrollment program (and no "
+                          "threshold for device-made heads)")
+    return float(manifest.enrollment["threshold"])
+
+
 def accepts(score: float, threshold: float) -> bool:
     """The one accept rule: a finite score at or above a finite threshold."""
     return math.isfinite(score) and math.isfinite(threshold) and score >= threshold

@@ -46,7 +46,7 @@ from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
 from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
 from hyperverify.runtime.tracking import FaceTracker, alone
-from hyperverify.runtime.trust import (TrustPolicy, accepts, open_manifest, read_trusted_user_file,
+from hyperverify.runtime.trust import (TrustPolicy, accepts, calibrated_floor, open_manifest, read_trusted_user_file,
                                        threshold_floor)
 from hyperverify.runtime.user_file import UserWeights
 
@@ -193,7 +193,8 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
     errors): a manifest not signed by the app's key, a bundle of another format or verifier layout,
     a program whose bytes differ from the manifest, a user file that fails its own checks (see
     ``user_file``) or is not signed by the app's key, one made by another model version. The
-    threshold applied is the user's, never below the manifest's calibrated one.
+    threshold applied is the user's, never below the manifest's calibrated one for that kind of
+    file (``trust.calibrated_floor``: device-made heads have their own).
     """
     bundle = Path(bundle)
     manifest = open_manifest(bundle, trust)
@@ -205,7 +206,7 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
         raise BundleError(f"{user_file}: enrolled with model {weights.model_version}, "
                           f"the bundle ships model {manifest.model_version}; re-enroll the user")
     return Verifier(ProgramRunner(program), weights, tuple(manifest.generated), detector, lockout,
-                    frames_required, window, floor=manifest.threshold, tracker=tracker)
+                    frames_required, window, floor=calibrated_floor(manifest, weights), tracker=tracker)
 
 
 __all__ = ["load", "Verifier", "Result", "Lockout", "Manifest", "HyperverifyError", "TrustPolicy"]

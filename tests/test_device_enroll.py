@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,6 @@ def test_bad_enrollment_input_is_refused(enroller, owner_crops, tmp_path) -> Non
 
 def test_a_bundle_without_the_program_is_refused(bundle, tmp_path) -> None:
     from hyperverify.converters.bundle import write_signed_manifest
-    from dataclasses import replace
 
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
@@ -155,6 +155,20 @@ def test_the_policy_decides_which_user_files_load(bundle, device_file, tmp_path)
     (tmp_path / "forged.hvu").write_bytes(body + hashlib.sha256(body).digest() + data[-MAC_SIZE:])
     with pytest.raises(SignatureError, match="not made with this device's key"):
         load(bundle, tmp_path / "forged.hvu", DEVICE)
+
+
+def test_a_device_made_file_never_goes_below_the_generated_heads_threshold(bundle, device_file, tmp_path) -> None:
+    """The manifest's floor (the refined heads' smallest threshold) is logits too low for a generated
+    head: a device-made file whose threshold was lowered with the device's own key still gets the
+    threshold calibrated for generated heads, while a backend file keeps the refined floor."""
+    manifest = read_manifest(bundle)
+    generated_floor = manifest.enrollment["threshold"]
+    assert manifest.threshold < generated_floor - 1
+    low = replace(read_user_file(device_file), threshold=manifest.threshold)
+    write_user_file(tmp_path / "low.hvu", low, device_key=DEVICE_KEY)
+    assert load(bundle, tmp_path / "low.hvu", DEVICE).threshold == pytest.approx(generated_floor)
+    write_user_file(tmp_path / "backend.hvu", replace(low, device_made=False), BACKEND_KEY)
+    assert load(bundle, tmp_path / "backend.hvu", EITHER).threshold == pytest.approx(manifest.threshold)
 
 
 @pytest.mark.parametrize("make, message", [
