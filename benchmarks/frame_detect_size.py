@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hyperverify.runtime.faces import ARCFACE_TEMPLATE, FaceDetector, similarity_transform
+from hyperverify.runtime.faces import FaceDetector, landmark_error_px
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.tracking import frame_detector
 from hyperverify.sample_app.frames import letterbox
@@ -50,13 +50,6 @@ def frame_sets(people: int) -> dict[str, list[np.ndarray]]:
     return {"lfw-small": [f[:, :, ::-1].copy() for f in frames_640x480(lfw_files)],
             "lfw-app": [letterbox(read_image(p), 640, 480) for p in lfw_files],
             "orl": [letterbox(read_image(p), 640, 480) for p in orl]}
-
-
-def crop_error(full: np.ndarray, reduced: np.ndarray) -> float:
-    """Mean distance of the five landmarks in 112-crop pixels, in the full detection's crop frame."""
-    warp = similarity_transform(full, ARCFACE_TEMPLATE)
-    to_crop = lambda pts: pts @ warp[:, :2].T + warp[:, 2]  # noqa: E731
-    return float(np.linalg.norm(to_crop(reduced) - to_crop(full), axis=1).mean())
 
 
 def centre(box: tuple[float, ...]) -> np.ndarray:
@@ -85,7 +78,7 @@ def measure(frames: list[np.ndarray], sizes: list[int]) -> dict[str, dict]:
             target = centre(ref[0].box)
             match = min(faces, key=lambda f: np.linalg.norm(centre(f.box) - shift - target))
             other += match is not faces[0]
-            errors.append(crop_error(ref[0].landmarks, match.landmarks - shift))
+            errors.append(landmark_error_px(ref[0].landmarks, match.landmarks - shift))
         errors.sort()
         pick = lambda q: round(errors[min(len(errors) - 1, int(q * len(errors)))], 3)  # noqa: E731
         out[str(size)] = {"faces": sum(bool(r) for r in reference), "missed": missed, "other_face_chosen": other,

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from hyperverify.runtime import Lockout, load
-from hyperverify.runtime.faces import ARCFACE_TEMPLATE, Face, FaceDetector, similarity_transform
+from hyperverify.runtime.faces import Face, FaceDetector, landmark_error_px
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.tracking import FRAME_DETECT_MAX_SIDE, REDETECT_EVERY, FaceTracker, frame_detector
@@ -113,11 +113,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def crop_error(reference: np.ndarray, landmarks: np.ndarray) -> float:
-    warp = similarity_transform(reference, ARCFACE_TEMPLATE)
-    return float(np.linalg.norm((landmarks - reference) @ warp[:, :2].T, axis=1).mean())
 
 
 def run(owners: int, photos_each: int, frames: int, seed: int, work: Path,
@@ -184,7 +179,7 @@ def run(owners: int, photos_each: int, frames: int, seed: int, work: Path,
                             full_marks[len(kinds) - 1] = result.face.landmarks
                     n = len(decisions[path_name]) - 1
                     if path_name == "tracked" and result.tracked and n in full_marks:
-                        errors.append(crop_error(full_marks[n], result.face.landmarks))
+                        errors.append(landmark_error_px(full_marks[n], result.face.landmarks))
                     if path_name == "tracked" and thief is not None and k == frames // 2 and owner == i:
                         swaps["caught_by_gate" if not result.tracked else
                               "caught_by_f" if not result.accepted else "accepted"] += 1

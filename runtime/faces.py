@@ -84,6 +84,13 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return out
 
 
+def landmark_error_px(reference: np.ndarray, landmarks: np.ndarray) -> float:
+    """Mean distance between two sets of five landmarks, in pixels of the 112 crop aligned on
+    ``reference``: how far apart two alignments of one face are, in the pixels f's input comes from."""
+    warp = similarity_transform(reference, ARCFACE_TEMPLATE)
+    return float(np.linalg.norm((landmarks - reference) @ warp[:, :2].T, axis=1).mean())
+
+
 def align(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Warp an RGB image so that its five landmarks land on the ArcFace template: 112x112x3 uint8."""
     matrix = similarity_transform(landmarks, ARCFACE_TEMPLATE)

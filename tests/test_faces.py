@@ -2,10 +2,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperverify.runtime.faces import ARCFACE_TEMPLATE, CROP_SIZE, Face, FaceAligner, select_face, similarity_transform
+from hyperverify.runtime.faces import (ARCFACE_TEMPLATE, CROP_SIZE, Face, FaceAligner, landmark_error_px, select_face,
+                                      similarity_transform)
 from hyperverify.runtime.image_io import read_image
 from tests.conftest import lfw_image
 
@@ -19,6 +21,13 @@ def test_similarity_transform_recovers_a_known_transform(angle: float, scale: fl
     dst = src @ rot.T + [tx, ty]
     expected = np.hstack([rot, [[tx], [ty]]])
     np.testing.assert_allclose(similarity_transform(src, dst), expected, atol=1e-6 * max(1, scale * 100))
+
+
+def test_landmark_error_is_measured_in_crop_pixels() -> None:
+    """A face photographed at twice the crop's scale: a 6 px shift in the photo is 3 px in the crop."""
+    photo = ARCFACE_TEMPLATE * 2 + 40
+    assert landmark_error_px(photo, photo + [6.0, 0.0]) == pytest.approx(3.0)
+    assert landmark_error_px(ARCFACE_TEMPLATE, ARCFACE_TEMPLATE + [3.0, 4.0]) == pytest.approx(5.0)
 
 
 def test_largest_face_wins() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hyperverify.runtime import Lockout, TrustPolicy, load
-from hyperverify.runtime.faces import ARCFACE_TEMPLATE, FaceDetector, align, similarity_transform
+from hyperverify.runtime.faces import FaceDetector, align, landmark_error_px
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.tracking import ALONE_BELOW, FRAME_DETECT_MAX_SIDE, FaceTracker, appearance, frame_detector
@@ -26,12 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def crop_px(reference: np.ndarray, landmarks: np.ndarray) -> float:
-    """Mean landmark distance in pixels of the reference's 112 crop."""
-    warp = similarity_transform(reference, ARCFACE_TEMPLATE)
-    return float(np.linalg.norm((landmarks - reference) @ warp[:, :2].T, axis=1).mean())
 
 
 def grey_crop(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -59,8 +53,8 @@ def test_frame_detector_gives_whole_frame_landmarks(lfw: Path, orl: Path) -> Non
     refined_error, reduced_error = [], []
     for frame in frames:
         truth = whole.detect(frame)[0].landmarks
-        refined_error.append(crop_px(truth, ours.detect(frame)[0].landmarks))
-        reduced_error.append(crop_px(truth, reduced.detect(frame)[0].landmarks))
+        refined_error.append(landmark_error_px(truth, ours.detect(frame)[0].landmarks))
+        reduced_error.append(landmark_error_px(truth, reduced.detect(frame)[0].landmarks))
     assert np.mean(refined_error) < 1.2 < np.mean(reduced_error), (refined_error, reduced_error)
 
 
@@ -79,7 +73,7 @@ def test_tracking_carries_the_detection_registration(owner_moving: list[np.ndarr
         assert tracker.same_face(crop)
         unmoved = float(appearance(grey_crop(frame, first.landmarks)) @ reference)
         assert float(appearance(crop) @ reference) > 0.999 > unmoved
-        assert crop_px(detector.detect(frame)[0].landmarks, face.landmarks) < 3.5
+        assert landmark_error_px(detector.detect(frame)[0].landmarks, face.landmarks) < 3.5
 
 
 def test_a_face_swapped_in_is_refused_by_the_gates(owner_moving, stranger_moving) -> None:
