@@ -111,7 +111,8 @@ def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | N
     """A bundle in ``target`` built from ``model`` (default: the committed model) and signed with
     ``signing_key`` (default ``signing.default_key_path()``, made when absent), rebuilt when the
     model's bytes differ from the bundle's enrollment model or its manifest is not signed by that
-    key. Returns (bundle, built now)."""
+    key. Returns (bundle, built now). The prototype enrolls through the backend (``export_user``), so
+    its bundle carries no on-device enrollment program."""
     from hyperverify.sdk.enroll import DEFAULT_MODEL
     from hyperverify.sdk.export_user import ENROLLMENT_MODEL, build_signed_bundle
 
@@ -122,7 +123,7 @@ def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | N
             return target, False
     except HyperverifyError:
         pass  # no key or bundle yet, a broken bundle or one signed by another key: build it
-    build_signed_bundle(target, model_path, signing_key, coreml=False)
+    build_signed_bundle(target, model_path, signing_key, coreml=False, enrollment=False)
     return target, True
 
 

@@ -281,6 +281,9 @@ def _build_sdk_args(p: argparse.ArgumentParser) -> None:
                    help="the backend's Ed25519 private key (PEM) that signs the manifest and, later, user files; "
                         "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML package")
+    p.add_argument("--no-device-enrollment", action="store_true",
+                   help="skip the on-device enrollment program (39 MiB: SFace + the generator), for an app that "
+                        "enrolls its users through the backend")
 
 
 @command("build-sdk", _build_sdk_args)
@@ -289,7 +292,8 @@ def _build_sdk(args: argparse.Namespace) -> int:
     from hyperverify.sdk.export_user import build_signed_bundle
     from hyperverify.sdk.signing import public_key_path, public_raw
 
-    manifest, key, key_path = build_signed_bundle(args.out, args.model, args.signing_key, not args.no_coreml)
+    manifest, key, key_path = build_signed_bundle(args.out, args.model, args.signing_key, not args.no_coreml,
+                                                  not args.no_device_enrollment)
     total = sum((args.out / f).stat().st_size for f in manifest.files)
     print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
           f"calibrated threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}), a floor for every user\n"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hyperverify.runtime.manifest import ENROLLMENT_ROLE, read_manifest
+
 
 def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
@@ -114,7 +116,8 @@ def test_hyper_scorer_refuses_folds_its_model_trained_on(mini_lfw: Path, tmp_pat
 def test_verify_judges_every_image_and_summarises(lfw: Path, tmp_path: Path) -> None:
     """`verify good bad good`: the unreadable middle file is reported, the third image is still judged."""
     bundle, user = tmp_path / "sdk", tmp_path / "owner.hvu"
-    assert run("build-sdk", "--out", str(bundle), "--no-coreml").returncode == 0
+    assert run("build-sdk", "--out", str(bundle), "--no-coreml", "--no-device-enrollment").returncode == 0
+    assert ENROLLMENT_ROLE not in read_manifest(bundle).programs and not list(bundle.glob("enroll*.pte"))
     person = lfw / "images" / "Aaron_Peirsol"
     assert run("enroll", str(person / "Aaron_Peirsol_0001.jpg"), "--out", str(user)).returncode == 0
     bad = tmp_path / "bad.jpg"
