@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hyperverify.sdk.datasets import data_root
 
 BACKEND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(40, 72)))
+DEVICE_KEY = bytes(range(100, 132))  # a test device's HMAC key; an app's comes from its platform key store
 """The app's backend key in the tests: it signs the shared bundle and the users (a test key made here)."""
 BUNDLE_CACHE_ENV = "HYPERVERIFY_TEST_BUNDLE_CACHE"
 

@@ -34,10 +34,9 @@ from hyperverify.runtime.user_file import (CHECKSUM_SIZE, MAC_SIZE, SignatureErr
 from hyperverify.sdk.backbone import embed
 from hyperverify.sdk.enroll import aligned_crops, weights_from_faces
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import BACKEND_KEY, UNSEEN_OWNER, lfw_image
+from tests.conftest import BACKEND_KEY, DEVICE_KEY, UNSEEN_OWNER, lfw_image
 
 BACKEND = public_raw(BACKEND_KEY)
-DEVICE_KEY = bytes(range(100, 132))  # a test key made here; an app's comes from its key store
 DEVICE = TrustPolicy.signed(BACKEND, device_key=DEVICE_KEY, user_files="device")
 EITHER = TrustPolicy.signed(BACKEND, device_key=DEVICE_KEY, user_files="either")
 BACKEND_ONLY = TrustPolicy.signed(BACKEND)
@@ -169,23 +168,6 @@ def test_a_device_made_file_never_goes_below_the_generated_heads_threshold(bundl
     assert load(bundle, tmp_path / "low.hvu", DEVICE).threshold == pytest.approx(generated_floor)
     write_user_file(tmp_path / "backend.hvu", replace(low, device_made=False), BACKEND_KEY)
     assert load(bundle, tmp_path / "backend.hvu", EITHER).threshold == pytest.approx(manifest.threshold)
-
-
-@pytest.mark.parametrize("make, message", [
-    (lambda: TrustPolicy.signed(BACKEND, device_key=DEVICE_KEY), "accepts only backend-signed user files"),
-    (lambda: TrustPolicy.signed(BACKEND, user_files="device"), "needs the device's key"),
-    (lambda: TrustPolicy.signed(BACKEND, device_key=b"x" * 31, user_files="either"), "at least 32 random bytes"),
-    (lambda: TrustPolicy.signed(BACKEND, device_key=DEVICE_KEY, user_files="anyone"), "user_files must be one of"),
-    (lambda: TrustPolicy(unsigned_reason="tests", device_key=DEVICE_KEY, user_files="device"),
-     "goes with a signed policy"),
-])
-def test_a_device_policy_must_be_explicit_and_complete(make, message) -> None:
-    with pytest.raises(TrustError, match=message):
-        make()
-
-
-def test_the_device_key_is_never_printed() -> None:
-    assert repr(DEVICE_KEY) not in repr(DEVICE) and "device_key" not in repr(DEVICE)
 
 
 def test_a_file_is_signed_or_device_made_never_both(device_file) -> None:

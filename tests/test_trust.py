@@ -36,7 +36,7 @@ from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LengthError, Signature
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll
 from hyperverify.sdk.export_user import bundle_inputs
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import BACKEND_KEY, lfw_image
+from tests.conftest import BACKEND_KEY, DEVICE_KEY, lfw_image
 
 KEY = BACKEND_KEY  # the app's backend (test key); it signs the shared ``bundle`` fixture
 TRUST = TrustPolicy.signed(public_raw(KEY))
@@ -470,3 +470,24 @@ def test_trust_refusals_name_the_file_and_the_reason(bundle, tmp_path) -> None:
     with pytest.raises(TrustError) as refused:
         TrustPolicy.from_public_key_file(big)
     assert str(refused.value) == f"{big}: 5000 bytes, more than the 4096 a public key file may have"
+
+
+PUBLIC = public_raw(KEY)
+DEVICE_ONLY = TrustPolicy.signed(PUBLIC, device_key=DEVICE_KEY, user_files="device")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TrustPolicy.signed(PUBLIC, device_key=DEVICE_KEY), "accepts only backend-signed user files"),
+    (lambda: TrustPolicy.signed(PUBLIC, user_files="device"), "needs the device's key"),
+    (lambda: TrustPolicy.signed(PUBLIC, device_key=b"x" * 31, user_files="either"), "at least 32 random bytes"),
+    (lambda: TrustPolicy.signed(PUBLIC, device_key=DEVICE_KEY, user_files="anyone"), "user_files must be one of"),
+    (lambda: TrustPolicy(unsigned_reason="tests", device_key=DEVICE_KEY, user_files="device"),
+     "goes with a signed policy"),
+])
+def test_a_device_policy_must_be_explicit_and_complete(make, message) -> None:
+    with pytest.raises(TrustError, match=message):
+        make()
+
+
+def test_the_device_key_is_never_printed() -> None:
+    assert repr(DEVICE_KEY) not in repr(DEVICE_ONLY) and "device_key" not in repr(DEVICE_ONLY)
