@@ -175,6 +175,7 @@ def frame_stages(detector: FaceDetector, frame: np.ndarray, calls: int, repeats:
     where a frame's time goes, so that the stage to cut is the measured one."""
     from hyperverify.runtime.faces import align
     from hyperverify.runtime.image_io import decode_image, frame_to_rgb
+    from hyperverify.runtime.verifier import sharpness
 
     ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
@@ -191,7 +192,7 @@ def frame_stages(detector: FaceDetector, frame: np.ndarray, calls: int, repeats:
             "stage_to_rgb": timed(lambda: frame_to_rgb(frame, "bgr"), calls, repeats),
             "stage_detect_yunet": timed(lambda: detector.detect(rgb), few, repeats),
             "stage_align_warp": timed(lambda: align(rgb, faces[0].landmarks), calls, repeats),
-            "stage_sharpness_gate": timed(lambda: cv2.Laplacian(gray, cv2.CV_64F).var(), calls, repeats),
+            "stage_sharpness_gate": timed(lambda: sharpness(gray), calls, repeats),
             "stage_reduce_and_normalise": timed(lambda: spec.to_input(spec.reduce_crop(crop)), calls, repeats)}
 
 
