@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from hyperverify.sdk.cascade import calibrate_cascade
 from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version, save_model
 from hyperverify.sdk.oneway import shipped_verifier, thresholds_by_photos
@@ -42,7 +43,9 @@ def main() -> int:
         person, calibration, _ = held_out_people(lfw, extra)
         by_photos = thresholds_by_photos(shipped_verifier(model, extra), lfw, person, calibration, extra["target_far"])
         print("thresholds by enrollment photos:", {k: round(v, 4) for k, v in by_photos.items()})
-        extra = {**extra, "thresholds_by_photos": by_photos, "threshold": min(by_photos.values()),
+        cascade = calibrate_cascade(model, extra, lfw, person, calibration, extra["target_far"])
+        print("cascade bands:", cascade)
+        extra = {**extra, "thresholds_by_photos": by_photos, "threshold": min(by_photos.values()), "cascade": cascade,
                  "threshold_calibration": "sdk.oneway.thresholds_by_photos on the calibration people, fp16 weights"}
     extra = {**extra, "model_version": model_version(model, extra),
              "rebuild": f"{args.rebuild}; then python benchmarks/ship_model.py MODEL --rebuild ..."}

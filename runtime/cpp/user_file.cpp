@@ -121,9 +121,9 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
   if (std::memcmp(data, kMagic, sizeof kMagic) != 0)
     return fail(HV_BAD_MAGIC, "not a hyperverify user file (bad magic)");
   uint16_t version = le16(data + 4);
-  if (version != kFormatVersion)
-    return fail(HV_VERSION, fmt("format version %u, this runtime reads %u", version,
-                                kFormatVersion));
+  if (version != kFOnlyVersion && version != kFormatVersion)
+    return fail(HV_VERSION, fmt("format version %u, this runtime reads %u and %u", version,
+                                kFOnlyVersion, kFormatVersion));
   uint8_t code = data[6];
   if (code != 1 && code != 2) return fail(HV_DTYPE, fmt("unknown dtype code %u", code));
   uint8_t flags = data[7];
@@ -133,7 +133,9 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
   if (count == 0 || count > kMaxCount)
     return fail(HV_LENGTH, fmt("theta count %u is outside 1..%u", count, kMaxCount));
   size_t itemsize = code == 1 ? 4 : 2;
-  size_t end = kHeaderSize + static_cast<size_t>(count) * itemsize;  // count <= kMaxCount: no overflow
+  size_t theta_end = kHeaderSize + static_cast<size_t>(count) * itemsize;  // count <= kMaxCount: no overflow
+  bool cascade = version == kFormatVersion;
+  size_t end = theta_end + (cascade ? kCascadeBlockSize + kEmbeddingSize * itemsize : 0);
   size_t expected = end + kChecksumSize + (is_signed ? kSignatureSize : 0);
   if (expected > size)
     return fail(HV_TRUNCATED, fmt("file is %zu bytes; its header promises %zu", size, expected));
@@ -159,13 +161,34 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
                                *options.expected_layout);
   float threshold = le_float(data + 28);
   if (!std::isfinite(threshold)) return fail(HV_VALUES, "threshold is NaN or infinite");
+  auto value_at = [code](const uint8_t* values, size_t i) {
+    return code == 1 ? le_float(values + 4 * i) : half_to_float(le16(values + 2 * i));
+  };
   UserWeights weights;
   weights.theta.resize(count);
-  const uint8_t* values = data + kHeaderSize;
   for (uint32_t i = 0; i < count; i++) {
-    float v = code == 1 ? le_float(values + 4 * i) : half_to_float(le16(values + 2 * i));
+    float v = value_at(data + kHeaderSize, i);
     if (!std::isfinite(v)) return fail(HV_VALUES, "theta holds NaN or infinite values");
     weights.theta[i] = v;
+  }
+  if (cascade) {
+    const uint8_t* block = data + theta_end;
+    uint16_t embedding_count = le16(block + 2);
+    if (block[0] == 0 || block[1] != 0 || embedding_count != kEmbeddingSize)
+      return fail(HV_LENGTH, fmt("cascade block: photos %u, reserved %u, embedding count %u "
+                                 "(expected 1..255, 0, %zu)", block[0], block[1], embedding_count,
+                                 kEmbeddingSize));
+    weights.embedding.resize(kEmbeddingSize);
+    bool finite = true, nonzero = false;
+    for (size_t i = 0; i < kEmbeddingSize; i++) {
+      float v = value_at(block + kCascadeBlockSize, i);
+      finite = finite && std::isfinite(v);
+      nonzero = nonzero || v != 0.0f;
+      weights.embedding[i] = v;
+    }
+    if (!finite || !nonzero)
+      return fail(HV_VALUES, "the embedding holds NaN or infinite values, or only zeros");
+    weights.photos = block[0];
   }
   auto model_version = padded_text(data + 32, 32, "model_version");
   if (!model_version.ok()) return model_version.error();

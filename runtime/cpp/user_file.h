@@ -17,12 +17,16 @@ namespace hyperverify {
 constexpr size_t kHeaderSize = 96;
 constexpr size_t kChecksumSize = 32;
 constexpr size_t kSignatureSize = 64;
-constexpr uint16_t kFormatVersion = 1;
+constexpr uint16_t kFOnlyVersion = 1;  // user_file.py F_ONLY_VERSION
+constexpr uint16_t kFormatVersion = 2;  // with the cascade's block (photos, embedding)
 constexpr uint32_t kMaxCount = 20681;  // spec.parameter_count(): every slice of theta
+constexpr size_t kEmbeddingSize = 128;  // spec.EMBEDDING_SIZE
+constexpr size_t kCascadeBlockSize = 4;  // photos, reserved, embedding count
 constexpr size_t kLayoutHashSize = 16;
-// The largest valid file (fp32, signed): larger ones are refused (HV_LENGTH)
-// from their size, before they are read (user_file.py MAX_FILE_SIZE).
-constexpr size_t kMaxUserFileBytes = kHeaderSize + kMaxCount * 4 + kChecksumSize + kSignatureSize;
+// The largest valid file (fp32, format 2, signed): larger ones are refused
+// (HV_LENGTH) from their size, before they are read (user_file.py MAX_FILE_SIZE).
+constexpr size_t kMaxUserFileBytes = kHeaderSize + kMaxCount * 4 + kCascadeBlockSize +
+                                     kEmbeddingSize * 4 + kChecksumSize + kSignatureSize;
 
 struct UserWeights {
   std::vector<float> theta;  // fp32 (fp16 files converted exactly)
@@ -32,6 +36,8 @@ struct UserWeights {
   std::string user_id;
   bool float16 = false;
   bool is_signed = false;
+  std::vector<float> embedding;  // format 2: the pooled unit backbone embedding; empty in format 1
+  int photos = 0;                // format 2: enrollment photos; 0 in format 1
 };
 
 struct DecodeOptions {
