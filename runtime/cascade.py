@@ -41,8 +41,10 @@ class Band:
     def decide(self, f_score, backbone_score):
         """Accept or not; ``backbone_score`` is read only where ``escalates``."""
         f_score = np.asarray(f_score)
-        return np.where(self.escalates(f_score), np.asarray(backbone_score) >= self.backbone_threshold,
-                        f_score >= self.accept_from)
+        backbone_score = np.asarray(backbone_score)
+        return np.where(self.escalates(f_score),
+                        np.isfinite(backbone_score) & (backbone_score >= self.backbone_threshold),
+                        np.isfinite(f_score) & (f_score >= self.accept_from))
 
     def stricter(self, threshold: float) -> Band:
         """The same band with f's direct accept never below ``threshold`` (a user file's own)."""

@@ -133,7 +133,9 @@ _CHECKS = {
                              and _number(v["threshold"]) and v["head"] in ENROLLMENT_HEADS
                              and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
                              and v["max_crops"] >= 1),
+    "cascade": valid_table,
 }
+OPTIONAL = ("input", "versions", "enrollment", "cascade")
 
 
 def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
@@ -155,7 +157,7 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: bundle format {str(raw.get('bundle_format'))[:20]}, this runtime reads "
                           f"{BUNDLE_FORMAT}; rebuild the bundle with `hyperverify build-sdk`")
     unknown = sorted(set(raw) - set(_CHECKS))
-    missing = sorted(name for name in _CHECKS if name not in raw and name not in ("input", "versions", "enrollment", "cascade"))
+    missing = sorted(name for name in _CHECKS if name not in raw and name not in OPTIONAL)
     if unknown or missing:
         raise BundleError(f"{source}: malformed manifest (unknown fields {unknown[:5]}, missing {missing})")
     for name, check in _CHECKS.items():

@@ -16,7 +16,8 @@ const std::set<std::string> kSliceNames = {  // runtime/spec.py SLICE_NAMES
     "conv3.bias",   "conv4.weight", "conv4.bias", "head.weight", "head.bias"};
 const std::set<std::string> kRequired = {"model_version", "layout_hash", "generated", "threshold",
                                          "target_far", "files", "programs", "bundle_format"};
-const std::set<std::string> kOptional = {"input", "versions", "enrollment"};
+// Read as objects only: this runtime runs neither on-device enrollment nor the cascade yet.
+const std::set<std::string> kOptional = {"input", "versions", "enrollment", "cascade"};
 
 bool lower_hex(const std::string& text, size_t size) {
   if (text.size() != size) return false;
