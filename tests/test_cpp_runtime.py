@@ -557,11 +557,12 @@ BACKEND_TRUST = TrustPolicy.signed(public_raw(BACKEND_KEY))
 
 @pytest.fixture(scope="module")
 def judged(default_bundle, default_model, unseen_owner, lfw) -> list[dict]:
-    """Real frames judged by the Python runtime: the owner's photos 4-43 (never enrolled) and the
-    first photo of 20 strangers, all people the model never saw. Each: who, Python's Result and, for
-    a decided frame, the aligned crop Python scored (the C++ runtime's input)."""
+    """Real frames judged by the Python runtime in f-only mode (the C++ runtime has no cascade yet):
+    the owner's photos 4-43 (never enrolled) and the first photo of 20 strangers, all people the
+    model never saw. Each: who, Python's Result and, for a decided frame, the aligned crop Python
+    scored (the C++ runtime's input)."""
     _, extra = default_model
-    verifier = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    verifier = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)
     strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][3::80][:20]
     frames = ([("owner", lfw_image(lfw, UNSEEN_OWNER, n)) for n in range(4, 44)]
               + [("stranger", lfw_image(lfw, name, 1)) for name in strangers])
@@ -626,7 +627,7 @@ def test_cpp_accepts_at_exactly_the_threshold_and_never_below_the_floor(build, d
     stranger_raw = _write_crop(tmp_path, "stranger", stranger["crop"])
     stranger_logit, stranger_accepted = _score(_cli(build, default_bundle, low, stranger_raw, policy=BACKEND))
     assert stranger_logit < floor and stranger_accepted == 0
-    python = load(default_bundle, low, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    python = load(default_bundle, low, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)
     assert python.threshold == floor and not python.verify(read_image(stranger["path"]), "rgb").accepted
 
 
@@ -639,7 +640,8 @@ def test_cpp_and_python_lockouts_count_the_same_real_attempts(build, default_bun
     strangers = [f for f in judged if f["who"] == "stranger" and f["crop"] is not None][:8]
     assert len(owner) == 2 and len(strangers) == 8
     sequence = strangers[:3] + owner[:1] + strangers[3:] + owner[1:]
-    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout.in_folder(tmp_path / "py", "owner"))
+    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout.in_folder(tmp_path / "py", "owner"),
+                  cascade=False)
     python_state, cpp_state = tmp_path / "py" / "lockout" / "owner.json", tmp_path / "cpp.json"
     reasons = []
     for i, frame in enumerate(sequence):
