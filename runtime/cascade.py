@@ -61,6 +61,11 @@ def valid_band(value: object) -> bool:
     return numbers[0] <= numbers[1] and -1.0 <= numbers[2] <= 1.0
 
 
+def _photo_key(key: object) -> bool:
+    """1..255 in decimal, no leading zero (the C++ reader's rule)."""
+    return isinstance(key, str) and key.isascii() and key.isdigit() and key[0] != "0" and int(key) <= 255
+
+
 def valid_table(value: object) -> bool:
     """The manifest's ``cascade`` field: ``{"far", "quantile", "backend": {photos: band}, "device": ...}``."""
     if not isinstance(value, dict) or not {"far", "quantile", "backend"} <= set(value) <= {"far", "quantile",
@@ -70,7 +75,7 @@ def valid_table(value: object) -> bool:
         bands = value.get(kind, {})
         if not isinstance(bands, dict) or (kind == "backend" and not bands):
             return False
-        if not all(isinstance(k, str) and k.isdigit() and 1 <= int(k) <= 255 and valid_band(b) for k, b in bands.items()):
+        if not all(_photo_key(k) and valid_band(b) for k, b in bands.items()):
             return False
     far, quantile = value["far"], value["quantile"]
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in (far, quantile))

@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 
+#include "cascade.h"
 #include "files.h"
 #include "lockout.h"
 #include "manifest.h"
@@ -23,6 +24,8 @@ struct hv_handle {
   hyperverify::UserWeights weights;
   float threshold = 0.0f;     // max(user's, manifest's)
   std::string lockout_path;   // empty: no lockout attached
+  std::unique_ptr<hyperverify::Backbone> backbone;  // set when the cascade runs
+  hyperverify::Band band;     // the user's band (cascade only)
 };
 
 namespace {
@@ -42,7 +45,8 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
   if (out == nullptr || bundle_dir == nullptr || user_path == nullptr)
     return report(fail(HV_BAD_INPUT, "hv_open needs a bundle folder, a user file path and out"), err,
                   err_len);
-  if (flags & ~HV_ALLOW_UNSIGNED) return report(fail(HV_BAD_INPUT, "unknown hv_open flags"), err, err_len);
+  if (flags & ~(HV_ALLOW_UNSIGNED | HV_F_ONLY))
+    return report(fail(HV_BAD_INPUT, "unknown hv_open flags"), err, err_len);
   bool allow_unsigned = (flags & HV_ALLOW_UNSIGNED) != 0;
   if (public_key32 != nullptr && allow_unsigned)
     return report(fail(HV_BAD_INPUT, "a public key and HV_ALLOW_UNSIGNED contradict each other"), err, err_len);
@@ -103,6 +107,15 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
     if (static_cast<double>(floor) < m.threshold) floor = std::nextafter(floor, INFINITY);
   }
   handle->threshold = std::max(handle->weights.threshold, floor);
+  if (m.cascade && !handle->weights.embedding.empty() && !(flags & HV_F_ONLY)) {
+    const std::string& path = m.programs.at(kEnrollmentRole);
+    auto backbone_program = checked_file(bundle, m, path);
+    if (!backbone_program.ok()) return report(backbone_program.error(), err, err_len);
+    auto backbone = Backbone::load(std::move(backbone_program.value()), bundle + "/" + path);
+    if (!backbone.ok()) return report(backbone.error(), err, err_len);
+    handle->backbone = std::move(backbone.value());
+    handle->band = band_for(*m.cascade, handle->weights.photos, handle->threshold);
+  }
   *out = handle.release();
   return HV_OK;
 }
@@ -113,10 +126,32 @@ int before_attempt(hv_handle* handle) {
   return hyperverify::attempt_allowed(hyperverify::read_lockout(handle->lockout_path), hyperverify::unix_now());
 }
 
-int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* out_logit, int* accepted) {
-  if (accepted != nullptr) *accepted = 0;
+// The decision on a logit (and, for an escalated 112x112 crop, the backbone's cosine).
+hyperverify::Status decide(hv_handle* handle, float logit, const uint8_t* crop112, hv_decision* decision) {
+  decision->logit = logit;
+  decision->escalated = 0;
+  decision->backbone_score = std::nanf("");
+  if (!handle->backbone) {
+    decision->accepted = std::isfinite(logit) && logit >= handle->threshold;
+    return hyperverify::Ok{};
+  }
+  if (handle->band.escalates(logit) && crop112 != nullptr) {
+    auto embedding = handle->backbone->embed(crop112);
+    if (!embedding.ok()) return embedding.error();
+    decision->escalated = 1;
+    decision->backbone_score = hyperverify::cosine(embedding.value(), handle->weights.embedding);
+  }
+  decision->accepted = handle->band.decide(logit, decision->backbone_score);
+  return hyperverify::Ok{};
+}
+
+int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uint8_t* crop112, hv_decision* out) {
+  hv_decision decision{};
+  *out = decision;
   if (!logit.ok()) return logit.error().code;
-  bool accept = std::isfinite(logit.value()) && logit.value() >= handle->threshold;
+  auto decided = decide(handle, logit.value(), crop112, &decision);
+  if (!decided.ok()) return decided.error().code;
+  bool accept = decision.accepted != 0;
   if (!handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
@@ -126,9 +161,19 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* ou
                                               hyperverify::record_attempt(state, accept, now));
     if (!written.ok()) return HV_IO;  // an unrecorded decision never accepts
   }
-  if (out_logit != nullptr) *out_logit = logit.value();
-  if (accepted != nullptr) *accepted = accept ? 1 : 0;
+  *out = decision;
   return HV_OK;
+}
+
+int verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels, hv_decision* out) {
+  *out = hv_decision{};
+  if (handle == nullptr) return HV_BAD_INPUT;
+  int allowed = before_attempt(handle);  // before the crop is touched
+  if (allowed != HV_OK) return allowed;
+  auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
+  if (!status.ok()) return status.error().code;
+  const uint8_t* crop112 = height == HV_CROP_SIZE && width == HV_CROP_SIZE ? rgb : nullptr;
+  return finish(handle, handle->runner->forward(), crop112, out);
 }
 
 }  // namespace
@@ -192,26 +237,36 @@ int hv_score_input(hv_handle* handle, const float* input_chw, float* logit, int*
     int allowed = before_attempt(handle);
     if (allowed != HV_OK) return allowed;
     std::memcpy(handle->runner->input(), input_chw, HV_INPUT_VALUES * sizeof(float));
-    return finish(handle, handle->runner->forward(), logit, accepted);
+    hv_decision decision;
+    int status = finish(handle, handle->runner->forward(), nullptr, &decision);
+    if (status == HV_OK && logit != nullptr) *logit = decision.logit;
+    if (status == HV_OK && accepted != nullptr) *accepted = decision.accepted;
+    return status;
   } catch (const std::exception&) {
+    return HV_PROGRAM;
+  }
+}
+
+int hv_verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels, hv_decision* out) {
+  if (out == nullptr) return HV_BAD_INPUT;
+  try {
+    return verify_crop(handle, rgb, height, width, channels, out);
+  } catch (const std::exception&) {
+    *out = hv_decision{};
     return HV_PROGRAM;
   }
 }
 
 int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
                   float* logit, int* accepted) {
-  if (accepted != nullptr) *accepted = 0;
-  if (handle == nullptr) return HV_BAD_INPUT;
-  try {
-    int allowed = before_attempt(handle);  // before the crop is touched
-    if (allowed != HV_OK) return allowed;
-    auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
-    if (!status.ok()) return status.error().code;
-    return finish(handle, handle->runner->forward(), logit, accepted);
-  } catch (const std::exception&) {
-    return HV_PROGRAM;
-  }
+  hv_decision decision;
+  int status = hv_verify_crop(handle, rgb, height, width, channels, &decision);
+  if (accepted != nullptr) *accepted = status == HV_OK ? decision.accepted : 0;
+  if (status == HV_OK && logit != nullptr) *logit = decision.logit;
+  return status;
 }
+
+int hv_mode(const hv_handle* handle) { return handle == nullptr ? -1 : handle->backbone ? 1 : 0; }
 
 float hv_threshold(const hv_handle* handle) { return handle == nullptr ? std::nanf("") : handle->threshold; }
 

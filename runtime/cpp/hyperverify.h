@@ -14,6 +14,12 @@
  *   s = hv_score_crop(h, rgb, 112, 112, 3, &logit, &accepted);  // HV_LOCKED_OUT / HV_PIN_REQUIRED
  *   hv_close(h);
  *
+ * The cascade (runtime/cascade.py) runs by default when the bundle ships it
+ * (the enrollment program and the manifest's bands) and the user file keeps
+ * the enrollment embedding (format 2): a crop whose logit f is unsure of goes
+ * to the backbone (hv_verify_crop tells which). HV_F_ONLY opts out; hv_mode
+ * says which runs.
+ *
  * Trust (runtime/trust.py): the app, not the bundle, fixes the public key and
  * the signature policy. With a key, the manifest's detached signature
  * (manifest.json.sig) is checked before the manifest is read, and the user
@@ -79,6 +85,7 @@ typedef enum hv_status {
 
 /* hv_open flags */
 #define HV_ALLOW_UNSIGNED 1u /* opt-out: no key; unsigned manifest and user files accepted */
+#define HV_F_ONLY 2u         /* judge with f alone even where the cascade could run */
 
 #define HV_CROP_SIZE 112    /* side of the aligned crop */
 #define HV_INPUT_SIZE 64    /* side of f's input */
@@ -127,11 +134,31 @@ HV_API int hv_lockout_pin_verified(hv_handle* handle);
 HV_API int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height,
                          int width, int channels, float* logit, int* accepted);
 
+/* One crop's decision. */
+typedef struct hv_decision {
+  float logit;           /* f's logit */
+  int accepted;          /* 1: the owner */
+  int escalated;         /* 1: f was unsure and the backbone judged (cascade only) */
+  float backbone_score;  /* the backbone's cosine to the enrollment embedding; NaN if not escalated */
+} hv_decision;
+
+/*
+ * As hv_score_crop, with the whole decision. In the cascade a logit inside
+ * the band is escalated when the crop is 112x112x3 (the backbone's input); a
+ * 64x64x3 crop cannot be, and such a logit is rejected.
+ */
+HV_API int hv_verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
+                          hv_decision* out);
+
+/* 1 when the cascade runs, 0 for f alone, -1 for NULL. */
+HV_API int hv_mode(const hv_handle* handle);
+
 /* The preprocessing alone: crop as for hv_score_crop -> HV_INPUT_VALUES floats (CHW). */
 HV_API int hv_preprocess_crop(const uint8_t* rgb, int height, int width,
                               int channels, float* input_chw);
 
-/* The network alone, on an already preprocessed 1x3x64x64 CHW input. */
+/* The network alone, on an already preprocessed 1x3x64x64 CHW input (in the
+ * cascade a logit inside the band is rejected: the backbone needs the crop). */
 HV_API int hv_score_input(hv_handle* handle, const float* input_chw,
                           float* logit, int* accepted);
 

@@ -2,7 +2,7 @@
 //
 //   hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned)
 //                   [--lockout STATE.json [--pin-verified]] [--shape H,W,C]
-//                   [--dump-input FILE] [--bench N]
+//                   [--dump-input FILE] [--bench N] [--f-only]
 //
 // The trust policy is the caller's: --pubkey (the backend's Ed25519 key, 64
 // hex digits) or the explicit opt-out --allow-unsigned; without either,
@@ -12,8 +12,10 @@
 //
 // crop.raw holds raw RGB bytes, row-major (no image decoder here): 112x112x3
 // (an aligned crop) or 64x64x3 (already reduced), told apart by size unless
-// --shape says otherwise. Prints "score=<logit> accepted=<0|1>", or
-// "error=<reason>: message" on stderr with exit status 1 (2 for bad usage).
+// --shape says otherwise. Prints "score=<logit> accepted=<0|1>" and, when the
+// cascade runs (--f-only turns it off: HV_F_ONLY), a second line
+// "cascade escalated=<0|1> backbone=<cosine|nan>"; or "error=<reason>: message"
+// on stderr with exit status 1 (2 for bad usage).
 // --dump-input writes f's preprocessed input (3x64x64 float32 CHW).
 // --bench N times N calls of the network alone (hv_score_input) and N calls of
 // hv_score_crop (resize + normalise + network), on the calling thread, and
@@ -40,7 +42,7 @@ int fail(int status, const std::string& message, int exit_code = 1) {
 int usage(const std::string& why) {
   return fail(HV_BAD_INPUT,
               why + "\nusage: hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned) "
-                    "[--lockout STATE.json [--pin-verified]] [--shape H,W,C] [--dump-input FILE] [--bench N]",
+                    "[--lockout STATE.json [--pin-verified]] [--shape H,W,C] [--dump-input FILE] [--bench N] [--f-only]",
               2);
 }
 
@@ -81,7 +83,7 @@ std::vector<double> time_calls(long calls, F&& call) {
 int main(int argc, char** argv) {
   std::vector<std::string> positional;
   uint8_t key[32];
-  bool have_key = false, allow_unsigned = false, pin_verified = false;
+  bool have_key = false, allow_unsigned = false, pin_verified = false, f_only = false;
   std::string lockout_path;
   int height = 0, width = 0, channels = 0;
   std::string dump_path;
@@ -98,6 +100,8 @@ int main(int argc, char** argv) {
       lockout_path = argv[++i];
     } else if (arg == "--pin-verified") {
       pin_verified = true;
+    } else if (arg == "--f-only") {
+      f_only = true;
     } else if (arg == "--shape" && has_value) {
       if (std::sscanf(argv[++i], "%d,%d,%d", &height, &width, &channels) != 3 || height <= 0 ||
           width <= 0 || channels <= 0)
@@ -138,7 +142,8 @@ int main(int argc, char** argv) {
   char err[512];
   hv_handle* handle = nullptr;
   int status = hv_open(positional[0].c_str(), positional[1].c_str(), have_key ? key : nullptr,
-                       allow_unsigned ? HV_ALLOW_UNSIGNED : 0u, &handle, err, sizeof err);
+                       (allow_unsigned ? HV_ALLOW_UNSIGNED : 0u) | (f_only ? HV_F_ONLY : 0u), &handle, err,
+                       sizeof err);
   if (status != HV_OK) return fail(status, err);
   if (!lockout_path.empty()) {
     status = hv_lockout_attach(handle, lockout_path.c_str());
@@ -149,9 +154,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  float logit = 0.0f;
-  int accepted = 0;
-  status = hv_score_crop(handle, crop.data(), height, width, channels, &logit, &accepted);
+  hv_decision decision;
+  status = hv_verify_crop(handle, crop.data(), height, width, channels, &decision);
   if (status == HV_LOCKED_OUT || status == HV_PIN_REQUIRED) {
     double locked_for = 0.0;
     int pin = 0;
@@ -164,7 +168,9 @@ int main(int argc, char** argv) {
     hv_close(handle);
     return fail(status, "cannot score " + positional[2]);
   }
-  std::printf("score=%.9g accepted=%d\n", logit, accepted);
+  std::printf("score=%.9g accepted=%d\n", decision.logit, decision.accepted);
+  if (hv_mode(handle) == 1)
+    std::printf("cascade escalated=%d backbone=%.9g\n", decision.escalated, decision.backbone_score);
 
   std::vector<float> input(HV_INPUT_VALUES);
   hv_preprocess_crop(crop.data(), height, width, channels, input.data());

@@ -16,7 +16,7 @@ const std::set<std::string> kSliceNames = {  // runtime/spec.py SLICE_NAMES
     "conv3.bias",   "conv4.weight", "conv4.bias", "head.weight", "head.bias"};
 const std::set<std::string> kRequired = {"model_version", "layout_hash", "generated", "threshold",
                                          "target_far", "files", "programs", "bundle_format"};
-// Read as objects only: this runtime runs neither on-device enrollment nor the cascade yet.
+// "enrollment" is read as an object only: this runtime does not enroll on the device yet.
 const std::set<std::string> kOptional = {"input", "versions", "enrollment", "cascade"};
 
 bool lower_hex(const std::string& text, size_t size) {
@@ -90,6 +90,15 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
     for (const auto& file : manifest.files)
       listed = listed || file.first.compare(0, program.second.size() + 1, program.second + "/") == 0;
     if (!listed) return bad("a program is not listed among the files");
+  }
+  bool enrollment = root.get("enrollment") != nullptr;
+  if (enrollment != (manifest.programs.count(kEnrollmentRole) > 0))
+    return bad("the enrollment program and its settings must come together");
+  if (const Json* cascade = root.get("cascade")) {
+    auto table = parse_cascade(*cascade);
+    if (!table.ok()) return table.error();
+    if (!enrollment) return bad("a cascade needs the enrollment program (it runs the backbone)");
+    manifest.cascade = std::move(table.value());
   }
   return manifest;
 }

@@ -147,4 +147,48 @@ Result<float> Runner::forward() {
   return tensor.const_data_ptr<float>()[0];
 }
 
+struct Backbone::State {
+  std::vector<uint8_t> program;  // the bytes the module reads (outlive it)
+  std::unique_ptr<Module> module;
+  std::vector<float> input;      // 1 x 3 x 112 x 112, CHW, 0..255
+  TensorPtr tensor;
+};
+
+Backbone::Backbone(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Backbone::~Backbone() = default;
+
+Result<std::unique_ptr<Backbone>> Backbone::load(std::vector<uint8_t> program, const std::string& name) {
+  NoThreadPoolGuard no_pool;
+  auto state = std::make_unique<State>();
+  state->program = std::move(program);
+  state->module = std::make_unique<Module>(
+      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
+  EtError error = state->module->load(executorch::runtime::Program::Verification::InternalConsistency);
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+  error = state->module->load_method("forward");
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+  state->input.assign(3 * HV_CROP_SIZE * HV_CROP_SIZE, 0.0f);
+  state->tensor = from_blob(state->input.data(), {1, 3, HV_CROP_SIZE, HV_CROP_SIZE}, ScalarType::Float);
+  return std::unique_ptr<Backbone>(new Backbone(std::move(state)));
+}
+
+Result<std::vector<float>> Backbone::embed(const uint8_t* rgb112) {
+  NoThreadPoolGuard no_pool;
+  State& s = *state_;
+  constexpr size_t kPlane = HV_CROP_SIZE * HV_CROP_SIZE;
+  for (size_t p = 0; p < kPlane; p++)
+    for (size_t c = 0; c < 3; c++) s.input[c * kPlane + p] = static_cast<float>(rgb112[p * 3 + c]);
+  auto out = s.module->execute("forward", {EValue(*s.tensor)});
+  if (!out.ok()) return fail(HV_PROGRAM, "the backbone failed (" + describe(out.error()) + ")");
+  if (out->size() != 2 || !(*out)[0].isTensor())
+    return fail(HV_PROGRAM, "the enrollment program did not return (embedding, theta)");
+  const auto& embedding = (*out)[0].toTensor();
+  if (embedding.scalar_type() != ScalarType::Float || embedding.numel() < 1)
+    return fail(HV_PROGRAM, "the backbone's embedding is not a float vector");
+  const float* data = embedding.const_data_ptr<float>();
+  return std::vector<float>(data, data + embedding.numel());
+}
+
 }  // namespace hyperverify

@@ -56,4 +56,25 @@ class Runner {
   int64_t input_size_ = 0;
 };
 
+// The backbone the cascade escalates to: the bundle's enrollment program
+// (converters/enroll_program.py: K x 3 x 112 x 112 RGB floats 0..255 -> the
+// pooled unit embedding and theta), run on one aligned crop (K = 1) for its
+// embedding. Not thread-safe.
+class Backbone {
+ public:
+  static Result<std::unique_ptr<Backbone>> load(std::vector<uint8_t> program, const std::string& name);
+
+  ~Backbone();
+  Backbone(const Backbone&) = delete;
+  Backbone& operator=(const Backbone&) = delete;
+
+  // The unit embedding of a 112x112x3 uint8 RGB crop (row-major).
+  Result<std::vector<float>> embed(const uint8_t* rgb112);
+
+ private:
+  struct State;
+  explicit Backbone(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 }  // namespace hyperverify
