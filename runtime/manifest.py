@@ -132,7 +132,7 @@ _CHECKS = {
     "enrollment": lambda v: (isinstance(v, dict) and set(v) == {"threshold", "head", "max_crops"}
                              and _number(v["threshold"]) and v["head"] in ENROLLMENT_HEADS
                              and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
-                             and v["max_crops"] >= 1),
+                             and 1 <= v["max_crops"] <= 255),
     "cascade": valid_table,
 }
 OPTIONAL = ("input", "versions", "enrollment", "cascade")

@@ -51,8 +51,8 @@ from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.manifest import read_manifest
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import (BACKEND_KEY, UNSEEN_OWNER, cpp_toolchain_ready, lfw_image, poisson_upper, require_system,
-                            unseen_people)
+from tests.conftest import (BACKEND_KEY, DEVICE_KEY, UNSEEN_OWNER, cpp_toolchain_ready, lfw_image, poisson_upper,
+                            require_system, unseen_people)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "runtime" / "cpp"
@@ -248,7 +248,8 @@ def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Pa
     functions = sorted(line.split()[-1] for line in symbols.splitlines() if line.split()[1] == "T")
     assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
                                 "hv_threshold", "hv_close", "hv_status_string", "hv_lockout_attach",
-                                "hv_lockout_status", "hv_lockout_pin_verified", "hv_verify_crop", "hv_mode"])
+                                "hv_lockout_status", "hv_lockout_pin_verified", "hv_verify_crop", "hv_mode",
+                                "hv_open_trusted", "hv_enroll"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +331,10 @@ def _python_reason(data: bytes, entry: dict, manifest: dict, program_checks: boo
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(manifest["public_key"])) if entry["public_key"] else None
+    device_key = bytes.fromhex(manifest["device_key"]) if entry.get("device_key") else None
     try:
         weights = uf.decode(data, public_key=key, require_signature=entry["require_signature"],
-                            expected_layout=manifest["layout_hash"])
+                            expected_layout=manifest["layout_hash"], device_key=device_key)
     except uf.UserFileError as err:
         return err.reason
     if program_checks and weights.model_version != manifest["model_version"]:
@@ -347,7 +349,8 @@ def _policy(entry: dict, manifest: dict) -> tuple[str, ...]:
     neither (hv_open then refuses: "signature", as decode does for a required signature without a key)."""
     if entry["public_key"]:
         assert entry["require_signature"], "a key always requires signatures"
-        return ("--pubkey", manifest["public_key"])
+        device = ("--device-key", manifest["device_key"], "--user-files", "either") if entry.get("device_key") else ()
+        return ("--pubkey", manifest["public_key"], *device)
     return () if entry["require_signature"] else OPT_OUT
 
 
@@ -701,3 +704,63 @@ def test_cpp_cascade_decides_as_python_on_real_frames(build, default_bundle, def
     assert escalated >= 1 and accepted["owner"] >= 1
     assert accepted["stranger"] <= poisson_upper(20 * 2 * read_manifest(default_bundle).target_far)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# on-device enrollment in C++ (hv_enroll) and device-made user files
+
+
+def _device_args() -> tuple[str, ...]:
+    return ("--device-key", DEVICE_KEY.hex(), "--user-files", "device")
+
+
+def test_cpp_enrolls_the_bytes_python_does_and_both_read_them(build, default_bundle, lfw, tmp_path) -> None:
+    """hv_enroll and the Python Enroller run the same program on the same crops: the same file, byte
+    for byte (fp16 rounding included); it loads in both runtimes only under a policy that accepts
+    device-made files with that key, and both then decide alike (the device band of the cascade)."""
+    from hyperverify.runtime.enroll import Enroller
+    from hyperverify.sdk.enroll import aligned_crops
+
+    device = TrustPolicy.signed(public_raw(BACKEND_KEY), device_key=DEVICE_KEY, user_files="device")
+    crops = aligned_crops([lfw_image(lfw, UNSEEN_OWNER, i) for i in (1, 2, 3)])
+    raws = [_write_crop(tmp_path, f"enroll{i}", crop) for i, crop in enumerate(crops)]
+    made = tmp_path / "cpp.hvu"
+    done = subprocess.run([str(build / "hyperverify_cli"), "enroll", str(default_bundle), str(made), *map(str, raws),
+                           *BACKEND, "--device-key", DEVICE_KEY.hex()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("enrolled photos=3"), done.stderr[-2000:]
+    Enroller(default_bundle, device).enroll_crops(crops, tmp_path / "python.hvu", DEVICE_KEY)
+    assert made.read_bytes() == (tmp_path / "python.hvu").read_bytes()
+    python = load(default_bundle, made, device, lockout=Lockout(rules=NO_LOCKOUT))
+    assert python.mode == "cascade" and uf.read_user_file(made, device_key=DEVICE_KEY).device_made
+    for n in (9, 11, 15, 20):
+        rgb = read_image(lfw_image(lfw, UNSEEN_OWNER, n))
+        result = python.verify(rgb, "rgb")
+        if result.reason not in ("accepted", "rejected"):
+            continue
+        raw = _write_crop(tmp_path, f"frame{n}", align(rgb, result.face.landmarks))
+        cpp = _cli(build, default_bundle, made, raw, policy=(*BACKEND, *_device_args()))
+        assert _score(cpp)[1] == result.accepted and _cascade_line(cpp)[0] == result.escalated, n
+    assert _reason(_cli(build, default_bundle, made, raw, policy=BACKEND)) == "signature"  # backend-only policy
+    other_key = ("--device-key", bytes(range(200, 232)).hex(), "--user-files", "either")
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*BACKEND, *other_key))) == "signature"
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*BACKEND, "--device-key", "00" * 16,
+                                                                  "--user-files", "device"))) == "bad_input"
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*OPT_OUT, *_device_args()))) == "bad_input"
+
+
+def test_cpp_enroll_refuses_what_python_refuses(build, default_bundle, lfw, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "c", np.zeros((112, 112, 3), np.uint8))
+
+    def enroll(*args: str, crops: int = 1) -> str:
+        done = subprocess.run([str(build / "hyperverify_cli"), "enroll", str(default_bundle), str(tmp_path / "u.hvu"),
+                               *[str(crop)] * crops, *args], capture_output=True, text=True, timeout=120)
+        return "ok" if done.returncode == 0 else _reason(done)
+
+    good = (*BACKEND, "--device-key", DEVICE_KEY.hex())
+    assert enroll(*good, crops=9) == "bad_input"  # more than the manifest's max_crops (8)
+    assert enroll(*good, "--user-id", "x" * 33) == "bad_input"
+    assert enroll(*BACKEND, "--device-key", "00" * 31) == "bad_input"
+    assert enroll("--pubkey", make_vectors.public_hex(make_vectors.OTHER_KEY), "--device-key",
+                  DEVICE_KEY.hex()) == "signature"  # a bundle not signed by the app's key
+    assert not (tmp_path / "u.hvu").exists()
+    assert enroll(*good) == "ok" and uf.read_user_file(tmp_path / "u.hvu", device_key=DEVICE_KEY).photos == 1

@@ -69,8 +69,8 @@ Result<CascadeTable> parse_cascade(const Json& value) {
   return table;
 }
 
-Band band_for(const CascadeTable& table, int photos, float threshold) {
-  const auto& bands = table.at("backend");
+Band band_for(const CascadeTable& table, const std::string& kind, int photos, float threshold) {
+  const auto& bands = table.at(kind);
   auto chosen = bands.upper_bound(photos);  // the first count above `photos`
   Band band = chosen == bands.begin() ? chosen->second : std::prev(chosen)->second;
   band.accept_from = std::max(band.accept_from, static_cast<double>(threshold));

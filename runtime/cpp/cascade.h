@@ -29,10 +29,11 @@ using CascadeTable = std::map<std::string, std::map<int, Band>>;
 // The manifest's "cascade" object, checked as runtime/cascade.py valid_table.
 Result<CascadeTable> parse_cascade(const Json& value);
 
-// The band of a backend-made user file enrolled from `photos` photos (more
-// photos than calibrated take the largest calibrated count's band), f's
-// direct accept never below `threshold` (the user's, floored).
-Band band_for(const CascadeTable& table, int photos, float threshold);
+// The band of a user file of `kind` ("backend", "device": present in the
+// table) enrolled from `photos` photos (more photos than calibrated take the
+// largest calibrated count's band), f's direct accept never below `threshold`
+// (the user's, floored).
+Band band_for(const CascadeTable& table, const std::string& kind, int photos, float threshold);
 
 // Cosine of two embeddings of the same length (NaN when one is zero).
 float cosine(const std::vector<float>& a, const std::vector<float>& b);

@@ -109,6 +109,43 @@ HV_API int hv_open(const char* bundle_dir, const char* user_path,
                    const uint8_t* public_key32, unsigned flags,
                    hv_handle** out, char* err, size_t err_len);
 
+/* Which user files a device accepts (runtime/trust.py TrustPolicy.user_files). */
+#define HV_USER_FILES_BACKEND 0 /* signed by the backend's key */
+#define HV_USER_FILES_DEVICE 1  /* made on this device (hv_enroll), HMAC'd with its key */
+#define HV_USER_FILES_EITHER 2
+
+/* The app's trust policy: fixed in its code and its key store, never read from the bundle. */
+typedef struct hv_trust {
+  const uint8_t* public_key32; /* the backend's Ed25519 key: signs the manifest (and backend-made files) */
+  const uint8_t* device_key;   /* the device's secret HMAC key, >= 32 bytes (Keystore / Keychain), or NULL */
+  size_t device_key_len;
+  int user_files;              /* HV_USER_FILES_*; DEVICE and EITHER need device_key and public_key32 */
+} hv_trust;
+
+/*
+ * hv_open under a policy that may accept device-made user files (hv_open is
+ * this with HV_USER_FILES_BACKEND and no device key). A device-made file is
+ * held to the threshold the manifest calibrated for the generated heads the
+ * enrollment program makes, and its cascade uses the device band. A policy
+ * that contradicts itself (a device key with HV_USER_FILES_BACKEND, a device
+ * policy without a key of 32 bytes or more, or with HV_ALLOW_UNSIGNED) is
+ * HV_BAD_INPUT.
+ */
+HV_API int hv_open_trusted(const char* bundle_dir, const char* user_path, const hv_trust* trust,
+                           unsigned flags, hv_handle** out, char* err, size_t err_len);
+
+/*
+ * On-device enrollment (runtime/enroll.py Enroller.enroll_crops): run the
+ * bundle's enrollment program on `count` aligned 112x112x3 uint8 RGB crops of
+ * one person (back to back, 1 <= count <= the manifest's max_crops) and write
+ * the user file `out_path` atomically: format 2, float16, the generated head,
+ * the threshold the manifest calibrated for such heads, HMAC'd with
+ * trust->device_key (the face never leaves the device). The manifest must be
+ * signed by trust->public_key32. user_id: UTF-8, at most 32 bytes.
+ */
+HV_API int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_t* crops, int count,
+                     const char* user_id, const char* out_path, char* err, size_t err_len);
+
 /*
  * Persist this user's lockout in a state file (see lockout.h for the format
  * shared with the Python runtime and the policy: 30 s after 5 rejects, doubling

@@ -31,6 +31,10 @@ struct Manifest {
   std::map<std::string, std::string> files;     // relative path -> sha256 hex
   std::map<std::string, std::string> programs;  // role -> relative path
   std::optional<CascadeTable> cascade;          // with the enrollment program (the backbone) only
+  // With the enrollment program only: the threshold calibrated for the generated heads it makes
+  // (the floor of device-made user files) and how many crops it takes at most.
+  std::optional<double> enrollment_threshold;
+  int max_crops = 0;
 };
 
 // Check and parse manifest bytes (no signature check).

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "status.h"
@@ -56,10 +57,10 @@ class Runner {
   int64_t input_size_ = 0;
 };
 
-// The backbone the cascade escalates to: the bundle's enrollment program
-// (converters/enroll_program.py: K x 3 x 112 x 112 RGB floats 0..255 -> the
-// pooled unit embedding and theta), run on one aligned crop (K = 1) for its
-// embedding. Not thread-safe.
+// The bundle's enrollment program (converters/enroll_program.py: K x 3 x 112
+// x 112 RGB floats 0..255 -> the pooled unit embedding and theta): on-device
+// enrollment (hv_enroll), and the backbone the cascade escalates to (K = 1,
+// the embedding only). Not thread-safe.
 class Backbone {
  public:
   static Result<std::unique_ptr<Backbone>> load(std::vector<uint8_t> program, const std::string& name);
@@ -70,6 +71,9 @@ class Backbone {
 
   // The unit embedding of a 112x112x3 uint8 RGB crop (row-major).
   Result<std::vector<float>> embed(const uint8_t* rgb112);
+
+  // (pooled unit embedding, theta) of `count` such crops of one person, one after the other.
+  Result<std::pair<std::vector<float>, std::vector<float>>> run(const uint8_t* crops, int count);
 
  private:
   struct State;

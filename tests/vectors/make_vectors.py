@@ -32,6 +32,8 @@ COUNT = spec.parameter_count(GENERATED)
 MODEL_VERSION = "0123456789abcdef"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # test key, made here
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # "another backend"
+DEVICE_KEY = bytes(range(64, 96))  # a test device's HMAC key, made here
+OTHER_DEVICE_KEY = bytes(range(96, 128))  # "another device"
 
 
 def public_hex(key: Ed25519PrivateKey) -> str:
@@ -60,8 +62,9 @@ def _put(body: bytes, offset: int, raw: bytes) -> bytes:
     return body[:offset] + raw + body[offset + len(raw):]
 
 
-def cases() -> dict[str, tuple[bytes, str, bool, bool]]:
-    """name -> (file bytes, expected reason, check with the test public key, require_signature)."""
+def cases() -> dict[str, tuple]:
+    """name -> (file bytes, expected reason, check with the test public key, require_signature[, check
+    with the test device key])."""
     good = uf.encode(weights("float16"))
     good32 = uf.encode(weights("float32"))
     signed = uf.encode(weights("float16"), KEY)
@@ -70,7 +73,14 @@ def cases() -> dict[str, tuple[bytes, str, bool, bool]]:
     forged = forged[:end] + hashlib.sha256(forged[:end]).digest() + signed[-uf.SIGNATURE_SIZE:]
     v2 = uf.encode(weights("float16", cascade=True))
     block = uf.HEADER.size + COUNT * 2  # where format 2's cascade block starts in an fp16 file
+    device = uf.encode(weights("float16", cascade=True), device_key=DEVICE_KEY)
     return {
+        "device_wrong_key": (uf.encode(weights("float16", cascade=True), device_key=OTHER_DEVICE_KEY), "signature",
+                             True, True, True),
+        "device_mac_flipped": (device[:-1] + bytes([device[-1] ^ 1]), "signature", True, True, True),
+        "device_not_accepted": (device, "signature", True, True, False),
+        "device_truncated_mac": (device[:-1], "truncated", True, True, True),
+        "device_and_signed_flags": (_put(device, 7, b"\x05"), "invalid", True, True, True),
         "good_fp16": (good, "ok", False, False),
         "good_fp32": (good32, "ok", False, False),
         "good_signed": (signed, "ok", True, True),
@@ -117,10 +127,11 @@ def write(out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"layout_hash": LAYOUT, "model_version": MODEL_VERSION, "public_key": public_hex(KEY),
                 "vectors": []}
-    for name, (data, reason, with_key, require) in cases().items():
+    manifest["device_key"] = DEVICE_KEY.hex()
+    for name, (data, reason, with_key, require, *device) in cases().items():
         (out / f"{name}.hvu").write_bytes(data)
         manifest["vectors"].append({"file": f"{name}.hvu", "reason": reason, "public_key": with_key,
-                                    "require_signature": require})
+                                    "require_signature": require, "device_key": bool(device and device[0])})
     (out / "vectors.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
