@@ -36,9 +36,9 @@ A backend-signed file comes from ``enroll``/``export-user``; a device-made file 
 enrollment (``runtime/enroll.py``), keyed with a secret the app keeps in the platform's key store
 (never in the bundle). Which of them a device accepts is the app's policy (``runtime/trust.py``).
 
-The C++ runtime implements the same checks against the same test vectors (tests/vectors/); it reads
-format 2 (and judges with f alone: it has no cascade yet) and does not read device-made files yet
-(it refuses bit 2 as an unknown flag).
+The C++ runtime implements the same checks against the same test vectors (tests/vectors/), device-made
+files included (``hv_open_trusted``), and writes device-made files byte for byte as ``encode`` does
+(``hv_enroll``).
 """
 
 from __future__ import annotations
