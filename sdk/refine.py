@@ -15,6 +15,7 @@ The user's values keep their shape (F + 1), so the runtime graph and the user fi
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,16 @@ class RefineConfig:
     iterations: int = 15
     bank_size: int = 2000
     seed: int = 0
+
+
+def views_seed(small: np.ndarray, seed: int) -> int:
+    """The seed of one user's augmented views: ``seed`` combined with a CRC-32 of the user's own
+    enrollment images (k x 64x64x3 uint8). It depends on nothing else, so a person's refined head is
+    the same whether the backend enrolls them alone or a benchmark refines them at any position of a
+    batch (a seed from the batch position made the measured heads differ from the shipped ones)."""
+    if small.dtype != np.uint8:
+        raise ValueError(f"expected uint8 enrollment images, got {small.dtype}")
+    return (seed << 32) | zlib.crc32(np.ascontiguousarray(small).tobytes())
 
 
 def enrollment_views(small: np.ndarray, augmented: int, seed: int) -> torch.Tensor:
@@ -98,11 +109,12 @@ def build_bank(features, images: np.ndarray, labels: np.ndarray, size: int, seed
 @torch.no_grad()
 def refined_heads(features, weight: torch.Tensor, bias: torch.Tensor, small: np.ndarray, bank: torch.Tensor,
                   config: RefineConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refine N users' heads: ``weight`` N x F, ``bias`` N, ``small`` N x k x 64x64x3 enrollment images."""
+    """Refine N users' heads: ``weight`` N x F, ``bias`` N, ``small`` N x k x 64x64x3 enrollment images.
+    Each user's views are seeded from their own images (``views_seed``), never from their index."""
     out_w, out_b = torch.empty_like(weight), torch.empty_like(bias)
     bank = with_bias_column(bank)
     for i in range(len(weight)):
-        views = enrollment_views(small[i], config.augmented, config.seed + i)
+        views = enrollment_views(small[i], config.augmented, views_seed(small[i], config.seed))
         out_w[i], out_b[i] = refine_head(weight[i], bias[i], features(views), bank, config)
     return out_w, out_b
 

@@ -120,3 +120,23 @@ def test_enrollment_refines_only_a_model_that_carries_a_bank() -> None:
     with torch.no_grad():
         feats = features(own, model.shared_params())
     assert ((feats @ refined[:-1] + refined[-1]) > (feats @ theta[:-1] + theta[-1])).all()
+
+
+def test_a_refined_head_depends_on_the_person_not_on_their_place_in_a_batch() -> None:
+    """The backend enrolls one person at a time; benchmarks refine users in batches. The same person
+    must get the same head either way, or the benchmarks measure heads nobody ships."""
+    from hyperverify.sdk.refine import build_bank, refine_theta, refined_heads
+
+    torch.manual_seed(0)
+    model = HyperModel(ModelConfig("head")).eval()
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    trunk = lambda x: features(x, model.shared_params())  # noqa: E731
+    bank = build_bank(trunk, images, np.arange(30), 20, 0)
+    extra = {"refine": {"bank": bank, "l2": 1e-2, "augmented": 4, "iterations": 15, "bank_size": 20, "seed": 0}}
+    small = images[:8].reshape(4, 2, 64, 64, 3)  # four people, two enrollment photos each
+    with torch.no_grad():
+        theta = model.theta(F.normalize(torch.randn(4, 128), dim=1))
+    weight, bias = refined_heads(trunk, theta[:, :-1], theta[:, -1], small, bank, RefineConfig(augmented=4))
+    alone = refine_theta(model, extra, small[3], theta[3])
+    torch.testing.assert_close(alone, torch.cat([weight[3], bias[3:]]), rtol=0, atol=0)
