@@ -21,8 +21,12 @@ escalated); measured on its other unseen people (``sdk.oneway.unlock_attempts``,
 one frame per attempt): FAR, FRR per person, and the share of owner and of stranger attempts
 escalated.
 
-This is the measurement only: the runtimes do not run a cascade yet. Results go to
-``runs/results/``; only ``--publish`` rewrites ``benchmarks/results/cascade.{json,md,png}``.
+The shipped operating point: the bands the model carries (``sdk.cascade``, calibrated by
+``benchmarks/ship_model.py`` at the manifest's target FAR on the calibration people), which both
+runtimes apply (``runtime/cascade.py``), measured on the other unseen people with 1, 2 and 3
+enrollment photos: FAR, FRR per person, shares escalated, and f alone at its shipped thresholds
+beside it. Results go to ``runs/results/``; only ``--publish`` rewrites
+``benchmarks/results/cascade.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import numpy as np
 import publishing
 from product_bar import parser_for
 from hyperverify.runtime.atomic import atomic_write_text
+from hyperverify.runtime.cascade import Band, band_for
+from hyperverify.sdk.cascade import band_from
 from hyperverify.sdk.datasets import data_root, protocol_pairs
 from hyperverify.sdk.hypernet import load_model, model_version
 from hyperverify.sdk.metrics import best_threshold, fold_spread, roc_summary, threshold_at_far
@@ -79,14 +85,11 @@ QUANTILES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 accept goes to the backbone; 1: none does, f alone at half the FAR)."""
 
 
-def cascade_rates(f: Unlocks, backbone: Unlocks, hi: float, lo: float, t_b: float) -> dict:
-    """FAR, FRR (pooled, per person) and escalated shares of the cascade on these attempts."""
-    def decide(fs: np.ndarray, bs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        up = (fs >= lo) & (fs < hi)
-        return np.where(up, bs >= t_b, fs >= hi), up
-
-    genuine, genuine_up = decide(f.genuine, backbone.genuine)
-    impostor, impostor_up = decide(f.impostor, backbone.impostor)
+def cascade_rates(f: Unlocks, backbone: Unlocks, band: Band) -> dict:
+    """FAR, FRR (pooled, per person) and escalated shares of the cascade on these attempts (the
+    runtimes' rule, ``Band.decide``)."""
+    genuine, genuine_up = band.decide(f.genuine, backbone.genuine), band.escalates(f.genuine)
+    impostor, impostor_up = band.decide(f.impostor, backbone.impostor), band.escalates(f.impostor)
     per_person = [float(1 - genuine[f.genuine_person == p].mean()) for p in np.unique(f.genuine_person)]
     return {"far": float(impostor.mean()), "false_accepts": int(impostor.sum()), "impostor_attempts": int(impostor.size),
             "frr_per_person": float(np.mean(per_person)), "frr_pooled": float(1 - genuine.mean()),
@@ -100,15 +103,36 @@ def product_curve(model, extra, lfw, far: float, photos: int = 3) -> dict:
            "backbone": unlock_attempts(None, lfw, person, calibration, photos, 1)}
     test = {"f": unlock_attempts(verifier, lfw, person, measured, photos, 1),
             "backbone": unlock_attempts(None, lfw, person, measured, photos, 1)}
-    hi = threshold_at_far(cal["f"].impostor, far / 2)
-    t_b = threshold_at_far(cal["backbone"].impostor, far / 2)
     rows = []
     for q in QUANTILES:
-        lo = float(np.quantile(cal["f"].genuine, q)) if q < 1 else hi
-        rows.append({"quantile": q, "lo": lo, **cascade_rates(test["f"], test["backbone"], hi, lo, t_b)})
+        band = band_from(cal["f"], cal["backbone"], far, q)
+        if q == 1:
+            band = Band(band.accept_from, band.accept_from, band.backbone_threshold)  # nothing escalated
+        rows.append({"quantile": q, "lo": band.escalate_from, **cascade_rates(test["f"], test["backbone"], band)})
+    hi, t_b = band.accept_from, band.backbone_threshold
     alone = {"f": test["f"].rates(threshold_at_far(cal["f"].impostor, far)),
              "backbone": test["backbone"].rates(threshold_at_far(cal["backbone"].impostor, far))}
     return {"far_target": far, "photos": photos, "hi": hi, "backbone_threshold": t_b, "curve": rows, "alone": alone}
+
+
+def shipped(model, extra, lfw) -> dict:
+    """The bands the model ships, as the runtime applies them to backend-made user files, measured on
+    the unseen people the calibration did not use; f alone at its shipped thresholds beside them."""
+    person, _, measured = held_out_people(lfw, extra)
+    verifier = shipped_verifier(model, extra)
+    rows = []
+    for photos in (1, 2, 3):
+        f = unlock_attempts(verifier, lfw, person, measured, photos, 1)
+        backbone = unlock_attempts(None, lfw, person, measured, photos, 1)
+        threshold = float(extra["thresholds_by_photos"][photos])
+        band = band_for(extra["cascade"], False, photos).stricter(threshold)
+        rates = cascade_rates(f, backbone, band)
+        escalated = (rates["owner_escalated"] * len(f.genuine) + rates["stranger_escalated"] * len(f.impostor)) / (
+            len(f.genuine) + len(f.impostor))
+        rows.append({"photos": photos, "band": band.__dict__, **rates, "f_alone": f.rates(threshold),
+                     "relative_cost_owner": (F_MFLOPS + rates["owner_escalated"] * BACKBONE_MFLOPS) / BACKBONE_MFLOPS,
+                     "escalated_all_attempts": escalated})
+    return {"far_target": extra["cascade"]["far"], "quantile": extra["cascade"]["quantile"], "rows": rows}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -148,6 +172,21 @@ def product_markdown(bar: dict) -> list[str]:
     return lines
 
 
+def shipped_markdown(ship: dict) -> list[str]:
+    lines = ["", f"## As shipped: the model's bands at FAR {ship['far_target']:g} (quantile {ship['quantile']}), "
+             "unlock attempts of unseen people the calibration did not use, one frame", "",
+             "| enrollment photos | cascade FAR | cascade FRR per person | f alone FAR | f alone FRR per person "
+             "| owner attempts escalated | stranger attempts escalated | owner's cost vs backbone |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in ship["rows"]:
+        f = r["f_alone"]
+        lines.append(f"| {r['photos']} | {r['far']:.1e} ({r['false_accepts']} of {r['impostor_attempts']:,}) "
+                     f"| {100 * r['frr_per_person']:.1f} % | {f['far']:.1e} | {100 * f['frr_per_person']:.1f} % "
+                     f"| {100 * r['owner_escalated']:.1f} % | {100 * r['stranger_escalated']:.2f} % "
+                     f"| {100 * r['relative_cost_owner']:.1f} % |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = [f"# Cascade on LFW View 2 (model {result['model_version']}, folds {result['folds']})", "",
              f"Command: `{result['command']}`. One-way, 1 enrollment photo, held-out-fold protocol "
@@ -160,6 +199,8 @@ def markdown(result: dict) -> str:
         label = "f alone" if r["target_share"] == 0 else "backbone alone" if r["target_share"] == 1 else ""
         lines.append(f"| {100 * r['escalated']:.1f} % {label} | {100 * a['mean']:.2f} ± {100 * a['se']:.2f} % "
                      f"| {100 * r['relative_cost']:.1f} % |")
+    if "shipped" in result:
+        lines += shipped_markdown(result["shipped"])
     if "product" in result:
         lines += product_markdown(result["product"])
     return "\n".join(lines) + "\n"
@@ -178,6 +219,7 @@ def main() -> int:
               "folds": list(extra["test_folds"]), "pairs": int(len(pairs.same)),
               "roc": {"f": roc_summary(f, pairs.same), "backbone": roc_summary(backbone, pairs.same)},
               "curve": curve(f, backbone, pairs.same, pairs.fold),
+              **({"shipped": shipped(model, extra, lfw)} if "cascade" in extra else {}),
               "product": product_curve(model, extra, lfw, args.far)}
     out = publishing.results_dir(args)
     atomic_write_text(out / f"cascade{args.tag}.json", json.dumps(result, indent=2) + "\n")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from hyperverify.sdk.cascade import FAR as CASCADE_FAR
+from hyperverify.sdk.cascade import calibrate_cascade
 from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version, save_model
 from hyperverify.sdk.oneway import shipped_verifier, thresholds_by_photos
@@ -30,6 +32,8 @@ def main() -> int:
     parser.add_argument("model", type=Path, help="a trained model file (with its calibrated threshold)")
     parser.add_argument("--rebuild", required=True, help="the command that trained it (kept in the model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL, help="default: the committed default model")
+    parser.add_argument("--cascade-far", type=float, default=CASCADE_FAR,
+                        help="the FAR the cascade's bands are calibrated for (default: 1/50,000, sdk.cascade.FAR)")
     args = parser.parse_args()
     model, extra = load_model(args.model)
     for key in ("threshold", "train_folds", "calibration_folds", "test_folds"):
@@ -42,7 +46,9 @@ def main() -> int:
         person, calibration, _ = held_out_people(lfw, extra)
         by_photos = thresholds_by_photos(shipped_verifier(model, extra), lfw, person, calibration, extra["target_far"])
         print("thresholds by enrollment photos:", {k: round(v, 4) for k, v in by_photos.items()})
-        extra = {**extra, "thresholds_by_photos": by_photos, "threshold": min(by_photos.values()),
+        cascade = calibrate_cascade(model, extra, lfw, person, calibration, args.cascade_far)
+        print("cascade bands:", cascade)
+        extra = {**extra, "thresholds_by_photos": by_photos, "threshold": min(by_photos.values()), "cascade": cascade,
                  "threshold_calibration": "sdk.oneway.thresholds_by_photos on the calibration people, fp16 weights"}
     extra = {**extra, "model_version": model_version(model, extra),
              "rebuild": f"{args.rebuild}; then python benchmarks/ship_model.py MODEL --rebuild ..."}

@@ -1,7 +1,8 @@
 """The SDK bundle: everything an app developer integrates, built in one go and written atomically.
 
     bundle/
-      manifest.json                     spec, calibrated threshold (a floor), versions, sha256 of every file
+      manifest.json                     spec, calibrated threshold (a floor), the cascade's bands, versions,
+                                        sha256 of every file
       manifest.json.sig                 Ed25519 signature of manifest.json's exact bytes (the backend's key)
       verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
       verifier-portable.pte             the same without delegation (any ExecuTorch build)
@@ -47,6 +48,7 @@ class BundleInputs:
     enrollment_model: bytes
     coreml: bool = True
     enrollment: EnrollmentInputs | None = None  # the on-device enrollment program, when shipped
+    cascade: dict | None = None  # the cascade's bands (``sdk.cascade``); shipped with the enrollment program
 
 
 def write_signed_manifest(folder: Path, manifest: Manifest, signing_key: Ed25519PrivateKey) -> bytes:
@@ -91,6 +93,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
             model_version=inputs.model_version, layout_hash=spec.layout_hash(inputs.generated),
             generated=[n for n in spec.SLICE_NAMES if n in inputs.generated], threshold=inputs.threshold,
             target_far=inputs.target_far, files=files, programs=programs, enrollment=enrollment,
+            cascade=inputs.cascade if enrollment is not None else None,
             versions={"user_file_format": FORMAT_VERSION, "executorch": version("executorch"),
                       "coremltools": version("coremltools"), "torch": version("torch").split("+")[0]})
         write_signed_manifest(staging, manifest, signing_key)

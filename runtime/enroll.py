@@ -74,13 +74,19 @@ class Enroller:
                              f"{getattr(crops, 'dtype', type(crops).__name__)} {getattr(crops, 'shape', '')}")
         if not 1 <= len(crops) <= self.max_crops:
             raise HyperverifyError(f"enrollment takes 1 to {self.max_crops} faces, got {len(crops)}")
-        embedding, theta = (t.numpy().copy() for t in
-                            self._method.execute([self._torch.from_numpy(enrollment_input(crops))]))
+        embedding, theta = self.run(crops)
         manifest = self.manifest
-        weights = UserWeights(theta=theta.reshape(-1), threshold=float(manifest.enrollment["threshold"]),
+        weights = UserWeights(theta=theta, threshold=float(manifest.enrollment["threshold"]),
                               layout_hash=manifest.layout_hash, model_version=manifest.model_version,
-                              user_id=user_id, dtype=dtype)
-        return Enrollment(weights, embedding.reshape(-1))
+                              user_id=user_id, dtype=dtype, embedding=embedding, photos=len(crops))
+        return Enrollment(weights, embedding)
+
+    def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The program on checked K x 112x112x3 uint8 crops: (pooled unit embedding, flat theta). The
+        cascade (``verifier``) runs it on one frame's crop for the backbone's embedding."""
+        embedding, theta = (t.numpy().reshape(-1).copy() for t in
+                            self._method.execute([self._torch.from_numpy(enrollment_input(crops))]))
+        return embedding, theta
 
     def crops_from_frames(self, frames: Sequence[np.ndarray], color_order: str = "bgr") -> np.ndarray:
         """Detect and align the face of each frame (the backend's rule: ``FaceAligner``);

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from hyperverify.runtime import spec
+from hyperverify.runtime.cascade import valid_table
 from hyperverify.runtime.bounded_io import read_bounded
 from hyperverify.runtime.errors import HyperverifyError
 
@@ -56,9 +57,10 @@ class Manifest:
         "from": "112x112 ArcFace-aligned crop, area resize"})
     versions: dict = field(default_factory=dict)
     enrollment: dict | None = None  # {"threshold", "head", "max_crops"} when the bundle ships ENROLLMENT_ROLE
+    cascade: dict | None = None  # the cascade's bands (``runtime/cascade.py``); needs ENROLLMENT_ROLE
 
     def to_json(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k != "enrollment" or v is not None}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("enrollment", "cascade") or v is not None}
         return json.dumps(fields, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
@@ -130,8 +132,10 @@ _CHECKS = {
     "enrollment": lambda v: (isinstance(v, dict) and set(v) == {"threshold", "head", "max_crops"}
                              and _number(v["threshold"]) and v["head"] in ENROLLMENT_HEADS
                              and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
-                             and v["max_crops"] >= 1),
+                             and 1 <= v["max_crops"] <= 255),
+    "cascade": valid_table,
 }
+OPTIONAL = ("input", "versions", "enrollment", "cascade")
 
 
 def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
@@ -153,7 +157,7 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: bundle format {str(raw.get('bundle_format'))[:20]}, this runtime reads "
                           f"{BUNDLE_FORMAT}; rebuild the bundle with `hyperverify build-sdk`")
     unknown = sorted(set(raw) - set(_CHECKS))
-    missing = sorted(name for name in _CHECKS if name not in raw and name not in ("input", "versions", "enrollment"))
+    missing = sorted(name for name in _CHECKS if name not in raw and name not in OPTIONAL)
     if unknown or missing:
         raise BundleError(f"{source}: malformed manifest (unknown fields {unknown[:5]}, missing {missing})")
     for name, check in _CHECKS.items():
@@ -165,6 +169,8 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
             raise BundleError(f"{source}: a program is not listed among the bundle's files")
     if (manifest.enrollment is None) != (ENROLLMENT_ROLE not in manifest.programs):
         raise BundleError(f"{source}: the enrollment program and its settings must come together")
+    if manifest.cascade is not None and manifest.enrollment is None:
+        raise BundleError(f"{source}: a cascade needs the enrollment program (it runs the backbone)")
     generated = manifest.generated
     if not generated or not set(generated) <= set(spec.SLICE_NAMES) or len(set(generated)) != len(generated):
         raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated}")

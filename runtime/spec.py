@@ -28,6 +28,9 @@ import numpy as np
 from hyperverify.runtime.faces import CROP_SIZE
 
 INPUT_SIZE = 64
+EMBEDDING_SIZE = 128
+"""The backbone's (SFace's) embedding: what the enrollment program pools and a cascade's user file
+keeps, so that the on-device backbone can judge the frames f is unsure of."""
 INPUT_CHANNELS = 3
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 1.0 / 127.5

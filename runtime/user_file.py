@@ -4,11 +4,12 @@ Whoever can write this file decides who unlocks the phone, so the reader trusts 
 length is checked against the file size before it is used, the checksum before the values, the
 signature (when required) before anything is returned.
 
-Layout (little-endian; 96-byte header, then theta, then trailer):
+Layout (little-endian; 96-byte header, then theta, then, in format 2, the cascade's block, then
+the trailer):
 
     offset size  field
     0      4     magic b"HVU1"
-    4      2     format version (uint16) = FORMAT_VERSION
+    4      2     format version (uint16): 1 (f only) or 2 (with the cascade's block)
     6      1     dtype: 1 = float32, 2 = float16
     7      1     flags: bit 0 = signed by the backend, bit 2 = authenticated by the device's key (at
                  most one of them); other bits must be 0
@@ -18,16 +19,26 @@ Layout (little-endian; 96-byte header, then theta, then trailer):
     32     32    model version (ASCII, NUL-padded): the trained model theta came from
     64     32    user id (UTF-8, NUL-padded)
     96     n     theta: count values of dtype (the generated slices, spec order)
-    96+n   32    SHA-256 of bytes [0, 96+n)
-    128+n  64    Ed25519 signature of bytes [0, 128+n), present only when flags bit 0 is set
-    128+n  32    HMAC-SHA256 of bytes [0, 128+n) under the device's key, only when flags bit 2 is set
+    format 2 only (m = 4 + 128 x the dtype's size):
+    96+n   1     photos: how many enrollment photos made the file (1..255)
+    97+n   1     reserved, 0
+    98+n   2     embedding count (uint16) = ``spec.EMBEDDING_SIZE``
+    100+n  ...   embedding: the enrollment photos' pooled unit backbone embedding, of dtype
+    96+n+m 32    SHA-256 of every byte before it
+    then   64    Ed25519 signature of every byte before it, present only when flags bit 0 is set
+    then   32    HMAC-SHA256 of every byte before it under the device's key, only when flags bit 2 is set
+
+Format 2 lets the runtime run the cascade (``runtime/cascade.py``): frames f is unsure of go to the
+on-device backbone, compared with the stored embedding. The embedding is a face template: a file
+without it (format 1, ``export-user --f-only``) still loads, and is judged by f alone.
 
 A backend-signed file comes from ``enroll``/``export-user``; a device-made file from on-device
 enrollment (``runtime/enroll.py``), keyed with a secret the app keeps in the platform's key store
 (never in the bundle). Which of them a device accepts is the app's policy (``runtime/trust.py``).
 
-The C++ runtime implements the same checks against the same test vectors (tests/vectors/); it does
-not read device-made files yet (it refuses bit 2 as an unknown flag).
+The C++ runtime implements the same checks against the same test vectors (tests/vectors/), device-made
+files included (``hv_open_trusted``), and writes device-made files byte for byte as ``encode`` does
+(``hv_enroll``).
 """
 
 from __future__ import annotations
@@ -46,8 +57,10 @@ from hyperverify.runtime.bounded_io import read_bounded
 from hyperverify.runtime.errors import HyperverifyError
 
 MAGIC = b"HVU1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what ``encode`` writes for a file with an embedding; without one it writes 1
+F_ONLY_VERSION = 1
 HEADER = struct.Struct("<4sHBB16sIf32s32s")
+CASCADE_BLOCK = struct.Struct("<BBH")  # photos, reserved, embedding count
 CHECKSUM_SIZE = 32
 SIGNATURE_SIZE = 64
 DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
@@ -56,7 +69,8 @@ FLAG_DEVICE = 4  # bit 1 stays unused: old readers and the test vectors use 0x02
 MAC_SIZE = 32
 MIN_DEVICE_KEY_BYTES = 32
 MAX_COUNT = spec.parameter_count()
-MAX_FILE_SIZE = HEADER.size + MAX_COUNT * 4 + CHECKSUM_SIZE + SIGNATURE_SIZE  # the largest valid file
+MAX_FILE_SIZE = (HEADER.size + MAX_COUNT * 4 + CASCADE_BLOCK.size + spec.EMBEDDING_SIZE * 4 + CHECKSUM_SIZE
+                 + SIGNATURE_SIZE)  # the largest valid file
 
 
 class UserFileError(HyperverifyError):
@@ -113,6 +127,12 @@ class UserWeights:
     dtype: str = "float16"
     signed: bool = False  # carries the backend's Ed25519 signature
     device_made: bool = False  # carries a device key's HMAC-SHA256
+    embedding: np.ndarray | None = None  # float32, the pooled unit backbone embedding (format 2)
+    photos: int = 0  # enrollment photos (format 2; 0: not recorded)
+
+    @property
+    def format_version(self) -> int:
+        return F_ONLY_VERSION if self.embedding is None else FORMAT_VERSION
 
 
 def _text(raw: bytes, field: str) -> str:
@@ -145,6 +165,17 @@ def device_mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(check_device_key(key), body, hashlib.sha256).digest()
 
 
+def _cascade_block(weights: UserWeights, dtype: np.dtype) -> bytes:
+    if weights.embedding is None:
+        return b""
+    embedding = np.asarray(weights.embedding, dtype=np.float32)
+    if embedding.shape != (spec.EMBEDDING_SIZE,) or not np.isfinite(embedding).all() or not embedding.any():
+        raise ValueError(f"the embedding must be a finite, non-zero vector of {spec.EMBEDDING_SIZE} values")
+    if not 1 <= weights.photos <= 255:
+        raise ValueError(f"photos must be 1..255 for a file with an embedding, got {weights.photos}")
+    return CASCADE_BLOCK.pack(weights.photos, 0, spec.EMBEDDING_SIZE) + embedding.astype(dtype).tobytes()
+
+
 def encode(weights: UserWeights, signing_key=None, device_key: bytes | None = None) -> bytes:
     """Serialise; ``signing_key`` is a ``cryptography`` Ed25519PrivateKey (the backend's),
     ``device_key`` the device's HMAC key (on-device enrollment); at most one of them."""
@@ -160,11 +191,11 @@ def encode(weights: UserWeights, signing_key=None, device_key: bytes | None = No
     if not np.isfinite(stored).all():
         raise ValueError(f"theta overflows {weights.dtype}")
     flags = FLAG_SIGNED if signing_key is not None else FLAG_DEVICE if device_key is not None else 0
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, code, flags,
+    header = HEADER.pack(MAGIC, weights.format_version, code, flags,
                          weights.layout_hash.encode("ascii"), len(stored), weights.threshold,
                          _padded(weights.model_version, 32, "model_version"),
                          _padded(weights.user_id, 32, "user_id"))
-    body = header + stored.tobytes()
+    body = header + stored.tobytes() + _cascade_block(weights, DTYPES[code])
     body += hashlib.sha256(body).digest()
     if signing_key is not None:
         body += signing_key.sign(body)
@@ -188,8 +219,8 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
     magic, version, code, flags, layout, count, threshold, model_version, user_id = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise BadMagicError(f"not a hyperverify user file (magic {magic!r})")
-    if version != FORMAT_VERSION:
-        raise VersionError(f"format version {version}, this runtime reads {FORMAT_VERSION}")
+    if version not in (F_ONLY_VERSION, FORMAT_VERSION):
+        raise VersionError(f"format version {version}, this runtime reads {F_ONLY_VERSION} and {FORMAT_VERSION}")
     if code not in DTYPES:
         raise DtypeError(f"unknown dtype code {code}")
     if flags & ~(FLAG_SIGNED | FLAG_DEVICE) or flags == FLAG_SIGNED | FLAG_DEVICE:
@@ -197,7 +228,8 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
     signed, device_made = bool(flags & FLAG_SIGNED), bool(flags & FLAG_DEVICE)
     if count == 0 or count > MAX_COUNT:
         raise LengthError(f"theta count {count} is outside 1..{MAX_COUNT}")
-    end = HEADER.size + count * DTYPES[code].itemsize
+    theta_end = HEADER.size + count * DTYPES[code].itemsize
+    end = theta_end + (CASCADE_BLOCK.size + spec.EMBEDDING_SIZE * DTYPES[code].itemsize if version == FORMAT_VERSION else 0)
     expected = end + CHECKSUM_SIZE + (SIGNATURE_SIZE if signed else MAC_SIZE if device_made else 0)
     if expected > len(data):
         raise TruncatedError(f"file is {len(data)} bytes; its header promises {expected}")
@@ -231,8 +263,18 @@ def decode(data: bytes, public_key=None, require_signature: bool = False,
     theta = np.frombuffer(data, DTYPES[code], count, HEADER.size).astype(np.float32)
     if not np.isfinite(theta).all():
         raise ValueRangeError("theta holds NaN or infinite values")
+    embedding, photos = None, 0
+    if version == FORMAT_VERSION:
+        photos, reserved, size = CASCADE_BLOCK.unpack_from(data, theta_end)
+        if reserved != 0 or size != spec.EMBEDDING_SIZE or photos == 0:
+            raise LengthError(f"cascade block: photos {photos}, reserved {reserved}, embedding count {size} "
+                              f"(expected 1..255, 0, {spec.EMBEDDING_SIZE})")
+        embedding = np.frombuffer(data, DTYPES[code], size, theta_end + CASCADE_BLOCK.size).astype(np.float32)
+        if not np.isfinite(embedding).all() or not embedding.any():
+            raise ValueRangeError("the embedding holds NaN or infinite values, or only zeros")
     return UserWeights(theta, float(threshold), layout_text, _text(model_version, "model_version"),
-                       _text(user_id, "user_id"), "float32" if code == 1 else "float16", signed, device_made)
+                       _text(user_id, "user_id"), "float32" if code == 1 else "float16", signed, device_made,
+                       embedding, photos)
 
 
 def write_user_file(path: str | Path, weights: UserWeights, signing_key=None, device_key: bytes | None = None) -> None:

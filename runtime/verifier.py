@@ -5,8 +5,10 @@
     result.accepted, result.reason, result.score
 
 Decisions and their reasons (``Result.reason``):
-    accepted        f's logit >= the user's calibrated threshold, never below the bundle's (k of the
-                    last n frames, if set); a NaN or infinite logit never accepts
+    accepted        the cascade accepted (k of the last n frames, if set): f's logit at or above its
+                    band, or inside the band and the backbone's cosine at or above its threshold
+                    (``cascade``); in f-only mode, f's logit >= the user's calibrated threshold, never
+                    below the bundle's; a NaN or infinite score never accepts
     rejected        a face was verified and it is not the owner's
     no_face         YuNet found no face
     several_faces   two faces of similar size (the second at least ``AMBIGUOUS_AREA`` of the
@@ -22,6 +24,12 @@ Decisions and their reasons (``Result.reason``):
     pin_required    20 rejects since the last accept: only the PIN (checked by the app) unlocks
 Only ``accepted`` and ``rejected`` count as attempts for the lockout.
 
+The cascade is the default when the bundle ships it (the enrollment program and the manifest's
+bands) and the user file keeps the enrollment embedding (format 2); ``load(..., cascade=False)``
+judges with f alone, ``cascade=True`` refuses to load without it. ``Verifier.mode`` says which runs
+and ``Verifier.f_only_reason`` why not the cascade; ``Result.escalated`` marks the frames the
+backbone judged.
+
 The cheap frame path, an option (``load(..., detector=tracking.frame_detector(),
 tracker=tracking.FaceTracker())``): faces are found on a reduced frame and followed between
 detections (``tracking``); a followed frame is still scored by f and passes the sharpness gate and
@@ -36,15 +44,18 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
 import cv2
 import numpy as np
 
 from hyperverify.runtime import spec
+from hyperverify.runtime.cascade import Band, band_for, cosine
 from hyperverify.runtime.errors import HyperverifyError, ImageError
 from hyperverify.runtime.faces import Face, FaceDetector, align
 from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
-from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
+from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, Manifest, checked_file
 from hyperverify.runtime.tracking import FaceTracker, alone
 from hyperverify.runtime.trust import (TrustPolicy, accepts, calibrated_floor, open_manifest, read_trusted_user_file,
                                        threshold_floor)
@@ -65,6 +76,18 @@ class Result:
     face: Face | None = None
     locked_for: float = 0.0  # seconds of lockout left (reason "locked_out", or after the reject that locked)
     tracked: bool = False  # the face was followed from an earlier detection (``tracking``), not detected
+    escalated: bool = False  # f was unsure: the backbone judged this frame (``cascade``)
+    backbone_score: float | None = None  # the backbone's cosine to the enrollment embedding, when escalated
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """What the verifier needs to escalate: the user's band, their enrollment embedding, and the
+    backbone (the bundle's enrollment program: a crop -> its unit embedding)."""
+
+    band: Band
+    embedding: np.ndarray
+    embed: Callable[[np.ndarray], np.ndarray]  # 112x112x3 uint8 RGB crop -> unit embedding
 
 
 class ProgramRunner:
@@ -92,10 +115,12 @@ class Verifier:
     def __init__(self, runner: ProgramRunner, weights: UserWeights, generated: tuple[str, ...],
                  detector: FaceDetector | None = None, lockout: Lockout | None = None,
                  frames_required: int = 1, window: int = 1, *, floor: float,
-                 tracker: FaceTracker | None = None) -> None:
+                 tracker: FaceTracker | None = None, cascade: Cascade | None = None,
+                 f_only_reason: str = "") -> None:
         """``floor``: the bundle's calibrated threshold; the user's threshold never goes below it.
         ``tracker``: follow the face between detections (``tracking``: the cheap frame path); every
-        frame is still scored by f and passes the same quality gates."""
+        frame is still scored by f and passes the same quality gates. ``cascade``: escalate the
+        frames f is unsure of (its direct accept never below the user's threshold)."""
         import torch
 
         if not 1 <= frames_required <= window:
@@ -105,6 +130,9 @@ class Verifier:
         self.detector = detector or FaceDetector()
         self.lockout = lockout if lockout is not None else Lockout()
         self.tracker = tracker
+        self.cascade = cascade if cascade is None else Cascade(cascade.band.stricter(self.threshold),
+                                                              cascade.embedding, cascade.embed)
+        self.f_only_reason = "" if cascade is not None else f_only_reason or "no cascade was given"
         self.frames_required, self.window = frames_required, window
         self._recent: collections.deque[bool] = collections.deque(maxlen=window)
         self._runner = runner
@@ -164,18 +192,34 @@ class Verifier:
             self.tracker.start(rgb, face, grey)
         return self._judge(crop, face)
 
+    @property
+    def mode(self) -> str:
+        return "f-only" if self.cascade is None else "cascade"
+
+    def _accepts(self, crop: np.ndarray, score: float) -> tuple[bool, float | None]:
+        """The decision on one scored crop, and the backbone's score when the cascade escalated."""
+        cascade = self.cascade
+        if cascade is None:
+            return accepts(score, self.threshold), None
+        if not cascade.band.escalates(score):
+            return bool(cascade.band.decide(score, np.nan)), None
+        backbone = cosine(cascade.embed(crop), cascade.embedding)
+        return bool(cascade.band.decide(score, backbone)), backbone
+
     def _judge(self, crop: np.ndarray, face: Face, tracked: bool = False) -> Result:
         score = self.score_crop(crop)
-        self._recent.append(accepts(score, self.threshold))
+        accepted, backbone = self._accepts(crop, score)
+        seen = dict(face=face, tracked=tracked, escalated=backbone is not None, backbone_score=backbone)
+        self._recent.append(accepted)
         if sum(self._recent) >= self.frames_required:
             self._recent.clear()
             self.lockout.record(True)
-            return Result(True, "accepted", score, face, tracked=tracked)
+            return Result(True, "accepted", score, **seen)
         if len(self._recent) < self.window:
-            return Result(False, "rejected", score, face, tracked=tracked)
+            return Result(False, "rejected", score, **seen)
         self._recent.clear()
         state = self.lockout.record(False)
-        return Result(False, "rejected", score, face, locked_for=self.lockout.remaining(state), tracked=tracked)
+        return Result(False, "rejected", score, locked_for=self.lockout.remaining(state), **seen)
 
 
 def sharpness(grey: np.ndarray) -> float:
@@ -185,7 +229,7 @@ def sharpness(grey: np.ndarray) -> float:
 
 def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, lockout: Lockout | None = None,
          frames_required: int = 1, window: int = 1, detector: FaceDetector | None = None,
-         tracker: FaceTracker | None = None) -> Verifier:
+         tracker: FaceTracker | None = None, cascade: bool | None = None) -> Verifier:
     """Load the bundle's shared program and a user's weights, refusing anything that does not match.
 
     ``trust`` is the app's own policy (``TrustPolicy.signed(key)``, or the named opt-out
@@ -195,6 +239,9 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
     ``user_file``) or is not signed by the app's key, one made by another model version. The
     threshold applied is the user's, never below the manifest's calibrated one for that kind of
     file (``trust.calibrated_floor``: device-made heads have their own).
+
+    ``cascade``: None (default) runs the cascade when the bundle and the user file allow it, True
+    requires it (``BundleError`` naming what is missing), False judges with f alone.
     """
     bundle = Path(bundle)
     manifest = open_manifest(bundle, trust)
@@ -205,8 +252,28 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
     if weights.model_version != manifest.model_version:
         raise BundleError(f"{user_file}: enrolled with model {weights.model_version}, "
                           f"the bundle ships model {manifest.model_version}; re-enroll the user")
+    chosen, reason = _cascade(bundle, manifest, weights, trust) if cascade is not False else (None, "f-only requested")
+    if cascade and chosen is None:
+        raise BundleError(f"the cascade cannot run: {reason}")
     return Verifier(ProgramRunner(program), weights, tuple(manifest.generated), detector, lockout,
-                    frames_required, window, floor=calibrated_floor(manifest, weights), tracker=tracker)
+                    frames_required, window, floor=calibrated_floor(manifest, weights), tracker=tracker,
+                    cascade=chosen, f_only_reason=reason)
+
+
+def _cascade(bundle: Path, manifest: Manifest, weights: UserWeights, trust: TrustPolicy) -> tuple[Cascade | None, str]:
+    """The user's cascade, or None and the reason it cannot run."""
+    if manifest.cascade is None or ENROLLMENT_ROLE not in manifest.programs:
+        return None, "the bundle ships no cascade (no enrollment program, or a model shipped without bands)"
+    if weights.embedding is None:
+        return None, "the user file keeps no enrollment embedding (format 1); re-enroll for the cascade"
+    from hyperverify.runtime.enroll import Enroller
+
+    try:
+        band = band_for(manifest.cascade, weights.device_made, weights.photos)
+    except HyperverifyError as err:
+        return None, str(err)
+    backbone = Enroller(bundle, trust)
+    return Cascade(band, weights.embedding, lambda crop: backbone.run(crop[None])[0]), ""
 
 
 __all__ = ["load", "Verifier", "Result", "Lockout", "Manifest", "HyperverifyError", "TrustPolicy"]

@@ -1,10 +1,13 @@
 """False accepts and false rejects of the lock screen's decisions, over many LFW people, without a browser.
 
-    .venv/bin/python -m hyperverify.sample_app.evaluate_sessions --out sample_app/results.json
+    .venv/bin/python -m hyperverify.sample_app.evaluate_sessions            # the cascade: results.json
+    .venv/bin/python -m hyperverify.sample_app.evaluate_sessions --f-only   # f alone: results-f-only.json
 
 What the app does per Unlock press, done here directly with the runtime: enroll an owner through the
 backend (``export_user``, as the app does), load the device verifier (``hyperverify.runtime.load``),
-and decide on one frame per attempt (``Verifier.verify``, all its gates included).
+and decide on one frame per attempt (``Verifier.verify``, all its gates included): through the
+cascade, as the app does (``runtime/cascade.py``; the share of owner and stranger frames the
+backbone judged is reported), or with ``--f-only`` by f alone.
 
 - Owners: ``--owners`` people with at least 4 photos, drawn (seeded) from the LFW View 2 folds the
   model neither trained nor calibrated on (read from the model; all of LFW when it does not say).
@@ -82,8 +85,11 @@ def photos(images: Path, person: str) -> list[Path]:
     return sorted((images / person).glob("*.jpg"))
 
 
-def decide(verifier, rgb: np.ndarray) -> str:
-    return verifier.verify(rgb, color_order="rgb").reason
+def decide(verifier, rgb: np.ndarray, escalated: collections.Counter) -> str:
+    """The frame's reason; counts the frames the cascade escalated to the backbone in ``escalated``."""
+    result = verifier.verify(rgb, color_order="rgb")
+    escalated["escalated"] += result.escalated
+    return result.reason
 
 
 def timing(verifier, pictures: list[np.ndarray], size: tuple[int, int]) -> dict:
@@ -102,7 +108,8 @@ def timing(verifier, pictures: list[np.ndarray], size: tuple[int, int]) -> dict:
 
 
 def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, genuine: int = 10, seed: int = 0,
-             timing_frames: int = 100, progress=print) -> dict:
+             timing_frames: int = 100, progress=print, cascade: bool | None = None) -> dict:
+    """``cascade``: as ``runtime.load``'s (None: the cascade when the bundle ships it)."""
     import torch
 
     from hyperverify.sample_app.server import app_trust
@@ -132,6 +139,8 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
     detector = CachedDetector()
     reasons = {"genuine": collections.Counter(), "impostor": collections.Counter()}
     sessions = collections.Counter()
+    escalated = {"genuine": collections.Counter(), "impostor": collections.Counter()}
+    modes = collections.Counter()
     false_accepts = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,14 +148,16 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             user = f"owner{i:02d}"
             export_user(enrolled, bundle, Path(tmp), user, coreml=False)
             user_file = Path(tmp) / f"{user}.hvu"
-            verifier = load(bundle, user_file, trust, lockout=Lockout(rules=NO_LOCKOUT), detector=detector)
-            session_verifier = load(bundle, user_file, trust, detector=detector)
-            genuine_reasons = [decide(verifier, pixels[p]) for p in tests]
+            verifier = load(bundle, user_file, trust, lockout=Lockout(rules=NO_LOCKOUT), detector=detector,
+                            cascade=cascade)
+            session_verifier = load(bundle, user_file, trust, detector=detector, cascade=cascade)
+            modes[verifier.mode] += 1
+            genuine_reasons = [decide(verifier, pixels[p], escalated["genuine"]) for p in tests]
             reasons["genuine"].update(genuine_reasons)
             attackers = {p: files for p, files in impostor_files.items()}
             attackers.update({o: t for o, (_, t) in plan.items() if o != owner})
             for files in attackers.values():
-                outcome = [decide(verifier, pixels[p]) for p in files]
+                outcome = [decide(verifier, pixels[p], escalated["impostor"]) for p in files]
                 reasons["impostor"].update(outcome)
                 false_accepts += [f"{p.name} unlocked {owner}'s phone"
                                   for p, r in zip(files, outcome) if r == "accepted"]
@@ -163,7 +174,8 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
                 progress(f"{i + 1}/{len(plan)} {owner}: enrolled from {len(enrolled)}, genuine "
                          f"{genuine_reasons.count('accepted')}/{len(tests)} accepted; {len(false_accepts)} false accepts so far "
                          f"({time.monotonic() - started:.0f} s)")
-        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", trust, lockout=Lockout(rules=NO_LOCKOUT))
+        timed_verifier = load(bundle, Path(tmp) / "owner00.hvu", trust, lockout=Lockout(rules=NO_LOCKOUT),
+                              cascade=cascade)
         sample = [pixels[p] for p in list(pixels)[:timing_frames]]
         timed = {f"{w}x{h}": timing(timed_verifier, sample, (w, h)) for w, h in ((320, 240), (640, 480))}
 
@@ -185,8 +197,14 @@ def evaluate(bundle: Path, lfw: Path, owners: int = 50, impostors: int = 100, ge
             "false_accept_examples": false_accepts[:20],
         },
         "sessions": dict(sessions),
-        "frame_to_decision": {**timed, "note": "JPEG decode + detect + align + quality gates + f, 1 thread, "
-                                               "on a 2-core machine shared with a training job"},
+        "mode": dict(modes),
+        "escalated": {"owner_frames": escalated["genuine"]["escalated"], "owner_frames_decided": g_decided,
+                      "owner_share": round(escalated["genuine"]["escalated"] / max(1, g_decided), 4),
+                      "stranger_frames": escalated["impostor"]["escalated"], "stranger_frames_decided": imp_decided,
+                      "stranger_share": round(escalated["impostor"]["escalated"] / max(1, imp_decided), 4)},
+        "frame_to_decision": {**timed, "note": "JPEG decode + detect + align + quality gates + f (+ the backbone "
+                                               "on escalated frames), 1 thread, on a 2-core machine shared with "
+                                               "other jobs"},
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
     }
 
@@ -218,19 +236,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genuine", type=int, default=10, help="at most this many unlock photos per owner")
     parser.add_argument("--timing-frames", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results.json")
+    parser.add_argument("--f-only", action="store_true",
+                        help="judge with f alone (default: the cascade, as the app does); writes results-f-only.json")
+    parser.add_argument("--out", type=Path, help="default: results.json (results-f-only.json with --f-only) here")
     args = parser.parse_args(argv)
+    args.out = args.out or Path(__file__).resolve().parent / ("results-f-only.json" if args.f_only else "results.json")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
         if bundle is None:
             from hyperverify.sample_app.server import ensure_bundle
 
             bundle, _ = ensure_bundle(Path(tmp) / "bundle", args.model)
-        results = evaluate(bundle, args.lfw, args.owners, args.impostors, args.genuine, args.seed, args.timing_frames)
+        results = evaluate(bundle, args.lfw, args.owners, args.impostors, args.genuine, args.seed, args.timing_frames,
+                           cascade=False if args.f_only else None)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     a = results["attempts"]
-    print(f"{results['people']['owners']} owners: false rejects {a['false_rejects']}/{a['genuine_decided']} "
-          f"(FRR {a['frr']:.3f}); false accepts {a['false_accepts']}/{a['impostor_decided']}; "
+    e = results["escalated"]
+    print(f"{results['people']['owners']} owners ({results['mode']}): false rejects {a['false_rejects']}/"
+          f"{a['genuine_decided']} (FRR {a['frr']:.3f}); false accepts {a['false_accepts']}/{a['impostor_decided']}; "
+          f"escalated: owner frames {e['owner_share']:.1%}, strangers' {e['stranger_share']:.1%}; "
           f"frame to decision {results['frame_to_decision']['640x480']['median_ms']} ms median (640x480)")
     print(f"wrote {args.out}")
     return 0

@@ -20,7 +20,8 @@ The app is the owner's alone (DESIGN 8, issue 11):
   session unlocked less than ``MANAGE_SECONDS`` ago, or the PIN;
 - a saved enrollment that fails to load is "locked: recovery needed (PIN)", never "not enrolled":
   only the PIN (then a new enrollment) or ``--reset`` on the command line gets past it;
-- scores and thresholds are in answers only with ``debug=True`` (``--debug``).
+- scores, thresholds and whether the backbone judged (the cascade's escalation: it says the face came
+  close) are in answers only with ``debug=True`` (``--debug``).
 
 HTTP, sessions and the request checks (CSRF token, Origin, Host, sizes, timeouts) are in ``web.py``.
 Every device operation runs on one worker thread there (the runtime is not thread-safe).
@@ -111,8 +112,9 @@ def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | N
     """A bundle in ``target`` built from ``model`` (default: the committed model) and signed with
     ``signing_key`` (default ``signing.default_key_path()``, made when absent), rebuilt when the
     model's bytes differ from the bundle's enrollment model or its manifest is not signed by that
-    key. Returns (bundle, built now). The prototype enrolls through the backend (``export_user``), so
-    its bundle carries no on-device enrollment program."""
+    key. Returns (bundle, built now). The prototype enrolls through the backend (``export_user``); its
+    bundle carries the enrollment program all the same, as the backbone the cascade escalates to
+    (``runtime/cascade.py``)."""
     from hyperverify.sdk.enroll import DEFAULT_MODEL
     from hyperverify.sdk.export_user import ENROLLMENT_MODEL, build_signed_bundle
 
@@ -123,7 +125,7 @@ def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | N
             return target, False
     except HyperverifyError:
         pass  # no key or bundle yet, a broken bundle or one signed by another key: build it
-    build_signed_bundle(target, model_path, signing_key, coreml=False, enrollment=False)
+    build_signed_bundle(target, model_path, signing_key, coreml=False)
     return target, True
 
 
@@ -264,6 +266,9 @@ class UnlockApp:
         if self.debug:
             decision["score"] = None if result.score is None else round(float(result.score), 4)
             decision["threshold"] = self.verifier.threshold
+            decision["mode"] = self.verifier.mode
+            decision["escalated"] = result.escalated
+            decision["backbone_score"] = None if result.backbone_score is None else round(result.backbone_score, 4)
         self.history.append({k: decision[k] for k in ("reason", "score", "decision_ms") if k in decision})
         del self.history[:-50]
         return self._answer(session, decision)

@@ -22,8 +22,7 @@ from onnx import numpy_helper
 
 from hyperverify.runtime.faces import CROP_SIZE
 from hyperverify.runtime.model_files import SFACE_FILE, model_path
-
-EMBEDDING_DIM = 128
+from hyperverify.runtime.spec import EMBEDDING_SIZE as EMBEDDING_DIM
 
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:

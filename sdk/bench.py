@@ -4,7 +4,8 @@ Measured: f through ExecuTorch XNNPACK from Python and through the C++ runtime (
 built); the SFace backbone a user would otherwise run, on the same runtime (ExecuTorch XNNPACK,
 one thread, exported by ``converters.backbone_executorch``); the bundle's on-device enrollment
 program (SFace + generator, one aligned crop -> theta, ``runtime.enroll``) when it ships one, with
-its size; eager PyTorch for both as extra rows;
+its size, and the cascade's escalation (the same program on one frame's crop, for the backbone's
+embedding: what a frame f is unsure of costs on top of f); eager PyTorch for both as extra rows;
 end to end per 640x480 frame (detect + align + f) and each of its stages; the cheap frame path
 (``runtime.tracking``: a face found on a reduced frame, then followed between detections) on moving
 sessions made from a real photo, from BGR frames and from NV21 camera buffers, per tracked frame, per
@@ -288,7 +289,8 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
               repeats: int = 5, cpp_cli: Path | None = None) -> dict:
     """``trust``: the policy a device would use (signed: the timings include the signature checks)."""
     threads = one_thread()
-    verifier = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT))  # time decisions, not lockouts
+    # f alone for f's and the frame path's rows; the cascade's escalation is timed on its own below
+    verifier = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)  # decisions, not lockouts
     crop = FaceAligner()(read_image(images[0]))[0]
     x = spec.to_input(spec.reduce_crop(crop))
     results: dict[str, dict] = {}
@@ -301,6 +303,9 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     if enrollment is not None:
         results["enrollment_program_executorch_python"] = timed(lambda: enrollment.from_crops(crop[None]), slow,
                                                                 repeats)
+        cascade = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT)).cascade
+        if cascade is not None:
+            results["cascade_escalation_backbone"] = timed(lambda: cascade.embed(crop), slow, repeats)
         path = enrollment.manifest.programs[ENROLLMENT_ROLE]
         sizes = {"enrollment_program_bytes": (bundle / path).stat().st_size,
                  "f_program_bytes": (bundle / verifier_program(bundle, trust)).stat().st_size}

@@ -68,7 +68,9 @@ def enroll(images: Sequence[str | Path | np.ndarray], model: HyperModel | None =
 def weights_from_faces(model: HyperModel, extra: dict, crops: np.ndarray, embeddings: np.ndarray, user_id: str,
                        dtype: str, refine: bool | None) -> UserWeights:
     """A user's weights from their aligned crops (k x 112x112x3) and backbone embeddings (k x 128):
-    the one enrollment step shared by ``enroll``, ``Backend`` and the evaluation of the product."""
+    the one enrollment step shared by ``enroll``, ``Backend`` and the evaluation of the product.
+    The file keeps the pooled unit embedding (the enrollment program's, ``sdk.enroll_program``) for
+    the runtime's cascade."""
     if "threshold" not in extra:
         raise HyperverifyError("the model has no calibrated threshold; retrain with `hyperverify train`")
     with torch.no_grad():
@@ -85,9 +87,11 @@ def weights_from_faces(model: HyperModel, extra: dict, crops: np.ndarray, embedd
         if "threshold_generated_head" not in extra:
             raise HyperverifyError("this model's threshold is for refined heads only; enroll with refinement")
         threshold = extra["threshold_generated_head"]
+    pooled = embeddings.mean(0)
     return UserWeights(theta=theta.numpy(), threshold=float(threshold),
                        layout_hash=spec.layout_hash(model.config.generated),
-                       model_version=model_version(model, extra), user_id=user_id, dtype=dtype)
+                       model_version=model_version(model, extra), user_id=user_id, dtype=dtype,
+                       embedding=pooled / np.linalg.norm(pooled), photos=len(crops))
 
 
 @dataclass

@@ -27,11 +27,13 @@ ENROLLMENT_MODEL = "server/enrollment-model.pt"
 def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bool = True,
                   enrollment: bool = True) -> BundleInputs:
     """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold,
-    and (``enrollment``) the on-device enrollment program (``sdk.enroll_program``).
+    and (``enrollment``) the on-device enrollment program (``sdk.enroll_program``) with the cascade's
+    bands when the model was shipped with them (``benchmarks/ship_model.py``).
     ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
     return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
                         model_version(model, extra), float(extra["threshold"]), float(extra["target_far"]),
-                        model_bytes, coreml, enrollment_inputs(model, extra) if enrollment else None)
+                        model_bytes, coreml, enrollment_inputs(model, extra) if enrollment else None,
+                        extra.get("cascade"))
 
 
 def build_signed_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None,

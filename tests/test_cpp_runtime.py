@@ -51,8 +51,8 @@ from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.manifest import read_manifest
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import (BACKEND_KEY, UNSEEN_OWNER, cpp_toolchain_ready, lfw_image, poisson_upper, require_system,
-                            unseen_people)
+from tests.conftest import (BACKEND_KEY, DEVICE_KEY, UNSEEN_OWNER, cpp_toolchain_ready, lfw_image, poisson_upper,
+                            require_system, unseen_people)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "runtime" / "cpp"
@@ -191,9 +191,11 @@ OPT_OUT = ("--allow-unsigned",)  # the named opt-out: these tests' users are mos
 
 
 def _cli(build: Path, bundle: Path, user: Path, crop: Path, *args: str,
-         policy: tuple[str, ...] = OPT_OUT) -> subprocess.CompletedProcess:
-    """The CLI on a bundle; ``policy``: the trust arguments (``--pubkey HEX``, the opt-out, or none)."""
-    done = subprocess.run([str(build / "hyperverify_cli"), str(bundle), str(user), str(crop), *policy, *args],
+         policy: tuple[str, ...] = OPT_OUT, f_only: bool = False) -> subprocess.CompletedProcess:
+    """The CLI on a bundle; ``policy``: the trust arguments (``--pubkey HEX``, the opt-out, or none);
+    ``f_only``: judge with f alone where the bundle and the user file would run the cascade."""
+    mode = ("--f-only",) if f_only else ()
+    done = subprocess.run([str(build / "hyperverify_cli"), str(bundle), str(user), str(crop), *policy, *mode, *args],
                           capture_output=True, text=True, errors="replace", timeout=120)
     assert done.returncode >= 0, f"the CLI died on signal {-done.returncode}:\n{done.stderr[-2000:]}"
     return done
@@ -246,7 +248,8 @@ def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Pa
     functions = sorted(line.split()[-1] for line in symbols.splitlines() if line.split()[1] == "T")
     assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
                                 "hv_threshold", "hv_close", "hv_status_string", "hv_lockout_attach",
-                                "hv_lockout_status", "hv_lockout_pin_verified"])
+                                "hv_lockout_status", "hv_lockout_pin_verified", "hv_verify_crop", "hv_mode",
+                                "hv_open_trusted", "hv_enroll"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,9 +331,10 @@ def _python_reason(data: bytes, entry: dict, manifest: dict, program_checks: boo
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(manifest["public_key"])) if entry["public_key"] else None
+    device_key = bytes.fromhex(manifest["device_key"]) if entry.get("device_key") else None
     try:
         weights = uf.decode(data, public_key=key, require_signature=entry["require_signature"],
-                            expected_layout=manifest["layout_hash"])
+                            expected_layout=manifest["layout_hash"], device_key=device_key)
     except uf.UserFileError as err:
         return err.reason
     if program_checks and weights.model_version != manifest["model_version"]:
@@ -345,7 +349,8 @@ def _policy(entry: dict, manifest: dict) -> tuple[str, ...]:
     neither (hv_open then refuses: "signature", as decode does for a required signature without a key)."""
     if entry["public_key"]:
         assert entry["require_signature"], "a key always requires signatures"
-        return ("--pubkey", manifest["public_key"])
+        device = ("--device-key", manifest["device_key"], "--user-files", "either") if entry.get("device_key") else ()
+        return ("--pubkey", manifest["public_key"], *device)
     return () if entry["require_signature"] else OPT_OUT
 
 
@@ -494,7 +499,7 @@ bundle, user, key = sys.argv[2].encode(), sys.argv[3].encode(), bytes.fromhex(sy
 no_key = lib.hv_open(bundle, user, None, 0, ctypes.byref(handle), err, 256)
 no_key_message = err.value.decode()
 both = lib.hv_open(bundle, user, key, 1, ctypes.byref(handle), err, 256)
-bad_flags = lib.hv_open(bundle, user, None, 3, ctypes.byref(handle), err, 256)
+bad_flags = lib.hv_open(bundle, user, None, 5, ctypes.byref(handle), err, 256)  # bit 2: unknown
 status = lib.hv_open(bundle, user, None, 1, ctypes.byref(handle), err, 256)  # HV_ALLOW_UNSIGNED
 assert status == 0, err.value
 logit, accepted = ctypes.c_float(), ctypes.c_int()
@@ -557,11 +562,12 @@ BACKEND_TRUST = TrustPolicy.signed(public_raw(BACKEND_KEY))
 
 @pytest.fixture(scope="module")
 def judged(default_bundle, default_model, unseen_owner, lfw) -> list[dict]:
-    """Real frames judged by the Python runtime: the owner's photos 4-43 (never enrolled) and the
-    first photo of 20 strangers, all people the model never saw. Each: who, Python's Result and, for
-    a decided frame, the aligned crop Python scored (the C++ runtime's input)."""
+    """Real frames judged by the Python runtime in f-only mode (the C++ runtime has no cascade yet):
+    the owner's photos 4-43 (never enrolled) and the first photo of 20 strangers, all people the
+    model never saw. Each: who, Python's Result and, for a decided frame, the aligned crop Python
+    scored (the C++ runtime's input)."""
     _, extra = default_model
-    verifier = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    verifier = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)
     strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][3::80][:20]
     frames = ([("owner", lfw_image(lfw, UNSEEN_OWNER, n)) for n in range(4, 44)]
               + [("stranger", lfw_image(lfw, name, 1)) for name in strangers])
@@ -585,7 +591,7 @@ def test_cpp_decisions_equal_python_on_real_frames(build, default_bundle, unseen
     for frame in decided:
         python = frame["result"]
         raw = _write_crop(tmp_path, frame["name"], frame["crop"])
-        logit, cpp_accepted = _score(_cli(build, default_bundle, unseen_owner, raw, policy=BACKEND))
+        logit, cpp_accepted = _score(_cli(build, default_bundle, unseen_owner, raw, policy=BACKEND, f_only=True))
         worst = max(worst, abs(logit - python.score))
         assert abs(logit - python.score) <= SCORE_ATOL, (frame["name"], logit, python.score)
         if abs(python.score - frame["threshold"]) > SCORE_ATOL:  # else float summation order may decide
@@ -616,17 +622,17 @@ def test_cpp_accepts_at_exactly_the_threshold_and_never_below_the_floor(build, d
     owner = next(f for f in judged if f["who"] == "owner" and f["result"].accepted)
     stranger = next(f for f in judged if f["who"] == "stranger" and f["crop"] is not None)
     owner_raw = _write_crop(tmp_path, "owner", owner["crop"])
-    logit, _ = _score(_cli(build, default_bundle, unseen_owner, owner_raw, policy=BACKEND))
+    logit, _ = _score(_cli(build, default_bundle, unseen_owner, owner_raw, policy=BACKEND, f_only=True))
     assert logit >= floor
     exact = _with_threshold(unseen_owner, tmp_path / "exact.hvu", logit)
     above = _with_threshold(unseen_owner, tmp_path / "above.hvu", float(np.nextafter(np.float32(logit), np.float32(np.inf))))
-    assert _score(_cli(build, default_bundle, exact, owner_raw, policy=BACKEND)) == (logit, 1)
-    assert _score(_cli(build, default_bundle, above, owner_raw, policy=BACKEND)) == (logit, 0)
+    assert _score(_cli(build, default_bundle, exact, owner_raw, policy=BACKEND, f_only=True)) == (logit, 1)
+    assert _score(_cli(build, default_bundle, above, owner_raw, policy=BACKEND, f_only=True)) == (logit, 0)
     low = _with_threshold(unseen_owner, tmp_path / "low.hvu", -3e38)
     stranger_raw = _write_crop(tmp_path, "stranger", stranger["crop"])
-    stranger_logit, stranger_accepted = _score(_cli(build, default_bundle, low, stranger_raw, policy=BACKEND))
+    stranger_logit, stranger_accepted = _score(_cli(build, default_bundle, low, stranger_raw, policy=BACKEND, f_only=True))
     assert stranger_logit < floor and stranger_accepted == 0
-    python = load(default_bundle, low, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    python = load(default_bundle, low, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)
     assert python.threshold == floor and not python.verify(read_image(stranger["path"]), "rgb").accepted
 
 
@@ -639,13 +645,14 @@ def test_cpp_and_python_lockouts_count_the_same_real_attempts(build, default_bun
     strangers = [f for f in judged if f["who"] == "stranger" and f["crop"] is not None][:8]
     assert len(owner) == 2 and len(strangers) == 8
     sequence = strangers[:3] + owner[:1] + strangers[3:] + owner[1:]
-    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout.in_folder(tmp_path / "py", "owner"))
+    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout.in_folder(tmp_path / "py", "owner"),
+                  cascade=False)
     python_state, cpp_state = tmp_path / "py" / "lockout" / "owner.json", tmp_path / "cpp.json"
     reasons = []
     for i, frame in enumerate(sequence):
         want = python.verify(read_image(frame["path"]), "rgb").reason
         done = _cli(build, default_bundle, unseen_owner, _write_crop(tmp_path, f"{i}", frame["crop"]),
-                    "--lockout", str(cpp_state), policy=BACKEND)
+                    "--lockout", str(cpp_state), policy=BACKEND, f_only=True)
         got = _reason(done)
         if got == "ok":
             got = "accepted" if _score(done)[1] else "rejected"
@@ -656,3 +663,104 @@ def test_cpp_and_python_lockouts_count_the_same_real_attempts(build, default_bun
         assert abs(py["locked_until"] - cpp["locked_until"]) < 5.0, i  # both wall clock, seconds apart at most
         reasons.append(got)
     assert reasons == ["rejected"] * 3 + ["accepted"] + ["rejected"] * 5 + ["locked_out"]
+
+
+def _cascade_line(done: subprocess.CompletedProcess) -> tuple[int, float]:
+    """(escalated, backbone cosine) from the CLI's cascade line."""
+    match = re.fullmatch(r"cascade escalated=([01]) backbone=(\S+)", done.stdout.splitlines()[1])
+    assert match, done.stdout
+    return int(match.group(1)), float(match.group(2))
+
+
+def test_cpp_cascade_decides_as_python_on_real_frames(build, default_bundle, default_model, unseen_owner, lfw,
+                                                    tmp_path) -> None:
+    """The cascade in both runtimes, on the frames of ``judged`` (the owner's photos 4-43, 20
+    strangers): the same logits, the same frames escalated, the same backbone cosine (the same
+    program) and the same decisions. Measured on the default model e442a747: owner accepted 37 of 37
+    decided (f alone, at its FAR 1e-3 thresholds, 30), strangers 0 of 17, 22 frames escalated."""
+    _, extra = default_model
+    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    assert python.mode == "cascade"
+    strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][3::80][:20]
+    frames = ([("owner", lfw_image(lfw, UNSEEN_OWNER, n)) for n in range(4, 44)]
+              + [("stranger", lfw_image(lfw, name, 1)) for name in strangers])
+    escalated, accepted = 0, {"owner": 0, "stranger": 0}
+    for who, path in frames:
+        rgb = read_image(path)
+        result = python.verify(rgb, "rgb")
+        if result.reason not in ("accepted", "rejected"):
+            continue
+        done = _cli(build, default_bundle, unseen_owner, _write_crop(tmp_path, path.stem, align(rgb, result.face.landmarks)),
+                    policy=BACKEND)
+        logit, cpp_accepted = _score(done)
+        cpp_escalated, cosine = _cascade_line(done)
+        assert abs(logit - result.score) <= SCORE_ATOL and cpp_escalated == result.escalated, path.stem
+        if result.escalated:
+            assert abs(cosine - result.backbone_score) <= 1e-4, (path.stem, cosine, result.backbone_score)
+        assert bool(cpp_accepted) == result.accepted, (path.stem, logit, cosine)
+        escalated += cpp_escalated
+        accepted[who] += cpp_accepted
+    print(f"cascade: {escalated} escalated; accepted {accepted}")
+    assert escalated >= 1 and accepted["owner"] >= 1
+    assert accepted["stranger"] <= poisson_upper(20 * 2 * read_manifest(default_bundle).target_far)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# on-device enrollment in C++ (hv_enroll) and device-made user files
+
+
+def _device_args() -> tuple[str, ...]:
+    return ("--device-key", DEVICE_KEY.hex(), "--user-files", "device")
+
+
+def test_cpp_enrolls_the_bytes_python_does_and_both_read_them(build, default_bundle, lfw, tmp_path) -> None:
+    """hv_enroll and the Python Enroller run the same program on the same crops: the same file, byte
+    for byte (fp16 rounding included); it loads in both runtimes only under a policy that accepts
+    device-made files with that key, and both then decide alike (the device band of the cascade)."""
+    from hyperverify.runtime.enroll import Enroller
+    from hyperverify.sdk.enroll import aligned_crops
+
+    device = TrustPolicy.signed(public_raw(BACKEND_KEY), device_key=DEVICE_KEY, user_files="device")
+    crops = aligned_crops([lfw_image(lfw, UNSEEN_OWNER, i) for i in (1, 2, 3)])
+    raws = [_write_crop(tmp_path, f"enroll{i}", crop) for i, crop in enumerate(crops)]
+    made = tmp_path / "cpp.hvu"
+    done = subprocess.run([str(build / "hyperverify_cli"), "enroll", str(default_bundle), str(made), *map(str, raws),
+                           *BACKEND, "--device-key", DEVICE_KEY.hex()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("enrolled photos=3"), done.stderr[-2000:]
+    Enroller(default_bundle, device).enroll_crops(crops, tmp_path / "python.hvu", DEVICE_KEY)
+    assert made.read_bytes() == (tmp_path / "python.hvu").read_bytes()
+    python = load(default_bundle, made, device, lockout=Lockout(rules=NO_LOCKOUT))
+    assert python.mode == "cascade" and uf.read_user_file(made, device_key=DEVICE_KEY).device_made
+    for n in (9, 11, 15, 20):
+        rgb = read_image(lfw_image(lfw, UNSEEN_OWNER, n))
+        result = python.verify(rgb, "rgb")
+        if result.reason not in ("accepted", "rejected"):
+            continue
+        raw = _write_crop(tmp_path, f"frame{n}", align(rgb, result.face.landmarks))
+        cpp = _cli(build, default_bundle, made, raw, policy=(*BACKEND, *_device_args()))
+        assert _score(cpp)[1] == result.accepted and _cascade_line(cpp)[0] == result.escalated, n
+    assert _reason(_cli(build, default_bundle, made, raw, policy=BACKEND)) == "signature"  # backend-only policy
+    other_key = ("--device-key", bytes(range(200, 232)).hex(), "--user-files", "either")
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*BACKEND, *other_key))) == "signature"
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*BACKEND, "--device-key", "00" * 16,
+                                                                  "--user-files", "device"))) == "bad_input"
+    assert _reason(_cli(build, default_bundle, made, raw, policy=(*OPT_OUT, *_device_args()))) == "bad_input"
+
+
+def test_cpp_enroll_refuses_what_python_refuses(build, default_bundle, lfw, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "c", np.zeros((112, 112, 3), np.uint8))
+
+    def enroll(*args: str, crops: int = 1) -> str:
+        done = subprocess.run([str(build / "hyperverify_cli"), "enroll", str(default_bundle), str(tmp_path / "u.hvu"),
+                               *[str(crop)] * crops, *args], capture_output=True, text=True, timeout=120)
+        return "ok" if done.returncode == 0 else _reason(done)
+
+    good = (*BACKEND, "--device-key", DEVICE_KEY.hex())
+    assert enroll(*good, crops=9) == "bad_input"  # more than the manifest's max_crops (8)
+    assert enroll(*good, "--user-id", "x" * 33) == "bad_input"
+    assert enroll(*BACKEND, "--device-key", "00" * 31) == "bad_input"
+    assert enroll("--pubkey", make_vectors.public_hex(make_vectors.OTHER_KEY), "--device-key",
+                  DEVICE_KEY.hex()) == "signature"  # a bundle not signed by the app's key
+    assert not (tmp_path / "u.hvu").exists()
+    assert enroll(*good) == "ok" and uf.read_user_file(tmp_path / "u.hvu", device_key=DEVICE_KEY).photos == 1

@@ -306,7 +306,7 @@ def test_fuzzed_manifests_get_the_same_reason_from_python_and_cpp(build, bundle,
 # process (tests/cpp/fuzz_readers.cpp); no crash, and the same verdict as Python
 
 
-READERS = ["json", "manifest", "files", "crypto", "lockout", "user_file", "status"]
+READERS = ["json", "manifest", "cascade", "files", "crypto", "lockout", "user_file", "status"]
 
 
 @pytest.fixture(scope="module")

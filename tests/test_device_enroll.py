@@ -117,11 +117,15 @@ def test_a_bundle_without_the_program_is_refused(bundle, tmp_path) -> None:
     shutil.copytree(bundle, copy)
     manifest = read_manifest(copy)
     programs = {k: v for k, v in manifest.programs.items() if k != ENROLLMENT_ROLE}
-    write_signed_manifest(copy, replace(manifest, programs=programs, enrollment=None), BACKEND_KEY)
+    write_signed_manifest(copy, replace(manifest, programs=programs, enrollment=None, cascade=None), BACKEND_KEY)
     with pytest.raises(BundleError, match="ships no enrollment program"):
         Enroller(copy, DEVICE)
-    write_signed_manifest(copy, replace(manifest, enrollment=None), BACKEND_KEY)
+    write_signed_manifest(copy, replace(manifest, enrollment=None, cascade=None), BACKEND_KEY)
     with pytest.raises(BundleError, match="must come together"):
+        Enroller(copy, DEVICE)
+    assert manifest.cascade is not None, "the default model ships the cascade's bands"
+    write_signed_manifest(copy, replace(manifest, programs=programs, enrollment=None), BACKEND_KEY)
+    with pytest.raises(BundleError, match="a cascade needs the enrollment program"):
         Enroller(copy, DEVICE)
 
 

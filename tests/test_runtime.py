@@ -66,6 +66,7 @@ def test_owner_and_strangers_the_model_never_saw(bundle, model, unseen_owner, lf
     net, extra = model
     manifest = read_manifest(bundle)
     verifier = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
+    assert verifier.mode == "cascade", verifier.f_only_reason
     own = [verifier.verify(read_image(lfw_image(lfw, UNSEEN_OWNER, i)), "rgb") for i in range(4, 44)]  # not enrolled
     strangers = [name for name in unseen_people(lfw, extra) if name != UNSEEN_OWNER][::8][:200]
     others = [verifier.verify(read_image(lfw_image(lfw, name, 1)), "rgb") for name in strangers]
@@ -82,7 +83,10 @@ def test_owner_and_strangers_the_model_never_saw(bundle, model, unseen_owner, lf
     assert len(false_accepts) <= poisson_upper(len(others_decided) * 2 * manifest.target_far), false_accepts
     assert auc >= 0.9
     assert accepted >= 1
-    assert all(r.accepted == (r.score >= verifier.threshold) for r in own_decided + others_decided)
+    band = verifier.cascade.band
+    for r in own_decided + others_decided:
+        assert r.escalated == bool(band.escalates(r.score)) and (r.backbone_score is not None) == r.escalated
+        assert r.accepted == bool(band.decide(r.score, r.backbone_score if r.escalated else np.nan))
 
 
 def test_lockout_after_five_rejections_then_release(bundle, owner, lfw) -> None:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from hyperverify.converters.bundle import build_bundle, write_signed_manifest
 from hyperverify.runtime import TrustPolicy, load
+from hyperverify.runtime.cascade import band_for
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import MAX_PIXELS, decode_image, read_image
 from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, checked_file, parse_manifest,
@@ -181,18 +182,24 @@ def test_a_forged_low_threshold_is_floored(bundle, owner_weights, lfw, tmp_path,
     assert result.reason == "rejected" and not result.accepted, result
 
 
-def test_a_face_blind_head_needs_the_floor_and_the_signature(bundle, owner_weights, lfw, tmp_path) -> None:
+@pytest.mark.parametrize("cascade", [False, True])
+def test_a_face_blind_head_needs_the_floor_and_the_signature(bundle, owner_weights, lfw, tmp_path, cascade) -> None:
     """Zero weights score every face as their bias. The floor bounds the threshold, not the weights:
     a bias under the floor never unlocks, one over it unlocks anyone, so only the signature stops
-    forged weights (and the signed policy refuses this file)."""
-    floor = read_manifest(bundle).threshold
+    forged weights (and the signed policy refuses this file). In the cascade, f's direct accept is
+    that floor; a bias inside the band hands the stranger to the backbone, which refuses them."""
+    manifest = read_manifest(bundle)
+    floor = manifest.threshold
+    if cascade:
+        floor = band_for(manifest.cascade, False, owner_weights.photos).accept_from
     for bias, unlocks in ((floor - 0.01, False), (floor + 0.01, True)):
         theta = np.zeros_like(owner_weights.theta)
         theta[-1] = bias
         path = tmp_path / f"blind{unlocks}.hvu"
         write_user_file(path, _forged(owner_weights, theta=theta, threshold=-3e38, dtype="float32"))
-        result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
+        result = load(bundle, path, UNSIGNED, cascade=cascade).verify(_stranger(lfw), "rgb")
         assert result.accepted is unlocks and result.score == pytest.approx(bias), result
+        assert result.escalated is (cascade and not unlocks)
         with pytest.raises(SignatureError):
             load(bundle, path, TRUST)
 
@@ -201,8 +208,9 @@ def test_weights_that_make_the_score_infinite_do_not_unlock(bundle, owner_weight
     """Attack 3: huge finite weights overflow f's logit to +inf (or NaN)."""
     path = tmp_path / "inf.hvu"
     write_user_file(path, _forged(owner_weights, theta=np.full_like(owner_weights.theta, 3e38), dtype="float32"))
-    result = load(bundle, path, UNSIGNED).verify(_stranger(lfw), "rgb")
-    assert not np.isfinite(result.score) and not result.accepted, result
+    for cascade in (False, True):
+        result = load(bundle, path, UNSIGNED, cascade=cascade).verify(_stranger(lfw), "rgb")
+        assert not np.isfinite(result.score) and not result.accepted and not result.escalated, result
 
 
 def test_the_accept_rule() -> None:

@@ -17,9 +17,14 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key, made
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 
 
-def weights(dtype: str = "float16") -> uf.UserWeights:
-    theta = np.random.default_rng(0).normal(0, 0.1, COUNT).astype(np.float32)
-    return uf.UserWeights(theta, 1.25, LAYOUT, "0123456789abcdef", "alice", dtype)
+def weights(dtype: str = "float16", cascade: bool = False) -> uf.UserWeights:
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0, 0.1, COUNT).astype(np.float32)
+    embedding = rng.normal(0, 1, spec.EMBEDDING_SIZE).astype(np.float32) if cascade else None
+    if embedding is not None:
+        embedding /= np.linalg.norm(embedding)
+    return uf.UserWeights(theta, 1.25, LAYOUT, "0123456789abcdef", "alice", dtype, embedding=embedding,
+                          photos=2 if cascade else 0)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -33,6 +38,42 @@ def test_round_trip(dtype: str, tmp_path) -> None:
     assert (back.threshold, back.user_id, back.model_version, back.signed) == (1.25, "alice", "0123456789abcdef", True)
     size = (tmp_path / "u.hvu").stat().st_size
     assert size == 96 + COUNT * (2 if dtype == "float16" else 4) + 32 + 64
+    assert back.embedding is None and back.photos == 0 and back.format_version == 1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_format_2_keeps_the_embedding_and_the_photo_count(dtype: str, tmp_path) -> None:
+    original = weights(dtype, cascade=True)
+    uf.write_user_file(tmp_path / "u.hvu", original, KEY)
+    data = (tmp_path / "u.hvu").read_bytes()
+    assert struct.unpack_from("<H", data, 4) == (2,)
+    back = uf.read_user_file(tmp_path / "u.hvu", public_key=KEY.public_key(), require_signature=True,
+                             expected_layout=LAYOUT)
+    item = 2 if dtype == "float16" else 4
+    np.testing.assert_allclose(back.embedding, original.embedding, atol=1e-3 if item == 2 else 0)
+    np.testing.assert_allclose(back.theta, original.theta, atol=1e-3 if item == 2 else 0)
+    assert (back.photos, back.format_version, back.signed) == (2, 2, True)
+    assert len(data) == 96 + COUNT * item + 4 + spec.EMBEDDING_SIZE * item + 32 + 64
+
+
+def test_format_2_refusals_say_why() -> None:
+    good = uf.encode(weights(cascade=True))
+    block = 96 + COUNT * 2
+    cases = [
+        (_resign(good[:4] + struct.pack("<H", 3) + good[6:]), uf.VersionError, "format version 3, this runtime reads 1 and 2"),
+        (_resign(good[:4] + struct.pack("<H", 1) + good[6:]), uf.LengthError,
+         f"{4 + 2 * spec.EMBEDDING_SIZE} unexpected bytes after the end of the file"),
+        (_resign(good[:block] + b"\x00" + good[block + 1:]), uf.LengthError,
+         "cascade block: photos 0, reserved 0, embedding count 128 (expected 1..255, 0, 128)"),
+        (_resign(good[:block + 2] + struct.pack("<H", 64) + good[block + 4:]), uf.LengthError,
+         "cascade block: photos 2, reserved 0, embedding count 64 (expected 1..255, 0, 128)"),
+        (_resign(good[:block + 4] + np.array([np.inf], "<f2").tobytes() + good[block + 6:]), uf.ValueRangeError,
+         "the embedding holds NaN or infinite values, or only zeros"),
+    ]
+    for data, error, message in cases:
+        with pytest.raises(error) as refused:
+            uf.decode(data, expected_layout=LAYOUT)
+        assert type(refused.value) is error and str(refused.value) == message
 
 
 def _resign(body: bytes) -> bytes:
@@ -48,7 +89,9 @@ def test_each_refusal_has_its_type_and_says_why() -> None:
     signed = uf.encode(weights(), KEY)
     cases = [
         (b"XXXX" + good[4:], uf.BadMagicError, "not a hyperverify user file (magic b'XXXX')"),
-        (_resign(good[:4] + struct.pack("<H", 2) + good[6:]), uf.VersionError, "format version 2, this runtime reads 1"),
+        (_resign(good[:4] + struct.pack("<H", 3) + good[6:]), uf.VersionError, "format version 3, this runtime reads 1 and 2"),
+        (_resign(good[:4] + struct.pack("<H", 2) + good[6:]), uf.TruncatedError,
+         f"file is {len(good)} bytes; its header promises {len(good) + 4 + 2 * spec.EMBEDDING_SIZE}"),
         (good[:50], uf.TruncatedError, "file is 50 bytes, shorter than the 96-byte header"),
         (good[:-10], uf.TruncatedError, f"file is {len(good) - 10} bytes; its header promises {len(good)}"),
         (good + b"\x00", uf.LengthError, "1 unexpected bytes after the end of the file"),
@@ -114,6 +157,10 @@ def test_the_largest_theta_is_read_and_the_reader_names_the_file(tmp_path) -> No
     (dict(theta=np.array([1e5], np.float32)), "theta overflows float16"),
     (dict(user_id="x" * 33), "user_id is longer than 32 bytes"),
     (dict(model_version="y" * 33), "model_version is longer than 32 bytes"),
+    (dict(embedding=np.zeros(spec.EMBEDDING_SIZE, np.float32), photos=1),
+     "the embedding must be a finite, non-zero vector of 128 values"),
+    (dict(embedding=np.ones(64, np.float32), photos=1), "the embedding must be a finite, non-zero vector of 128 values"),
+    (dict(embedding=np.ones(spec.EMBEDDING_SIZE, np.float32), photos=0), "photos must be 1..255 for a file with an embedding, got 0"),
 ])
 def test_the_writer_refuses_what_the_reader_would(change: dict, message: str) -> None:
     with pytest.raises(ValueError) as refused, np.errstate(over="ignore"):
@@ -122,10 +169,10 @@ def test_the_writer_refuses_what_the_reader_would(change: dict, message: str) ->
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_mutated_files_are_never_accepted(data) -> None:
-    """Flip, cut, insert or overwrite bytes of a signed file: every result must be refused."""
-    original = uf.encode(weights(), KEY)
+@given(data=st.data(), cascade=st.booleans())
+def test_mutated_files_are_never_accepted(data, cascade: bool) -> None:
+    """Flip, cut, insert or overwrite bytes of a signed file (format 1 or 2): every result must be refused."""
+    original = uf.encode(weights(cascade=cascade), KEY)
     blob = bytearray(original)
     op = data.draw(st.sampled_from(["flip", "truncate", "insert", "overwrite"]))
     if op == "flip":

@@ -2,6 +2,7 @@
 #include "crypto.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <memory>
 
@@ -10,6 +11,12 @@ namespace hyperverify {
 bool sha256(const uint8_t* data, size_t size, uint8_t out[32]) {
   unsigned int length = 0;
   return EVP_Digest(data, size, out, &length, EVP_sha256(), nullptr) == 1 && length == 32;
+}
+
+bool hmac_sha256(const uint8_t* key, size_t key_size, const uint8_t* data, size_t size, uint8_t out[32]) {
+  unsigned int length = 0;
+  return HMAC(EVP_sha256(), key, static_cast<int>(key_size), data, size, out, &length) != nullptr &&
+         length == 32;
 }
 
 bool ed25519_verify(const uint8_t* key32, const uint8_t* signature64, const uint8_t* message,

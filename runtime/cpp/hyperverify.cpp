@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 
+#include "cascade.h"
 #include "files.h"
 #include "lockout.h"
 #include "manifest.h"
@@ -23,6 +24,8 @@ struct hv_handle {
   hyperverify::UserWeights weights;
   float threshold = 0.0f;     // max(user's, manifest's)
   std::string lockout_path;   // empty: no lockout attached
+  std::unique_ptr<hyperverify::Backbone> backbone;  // set when the cascade runs
+  hyperverify::Band band;     // the user's band (cascade only)
 };
 
 namespace {
@@ -36,13 +39,32 @@ int report(const hyperverify::Error& error, char* err, size_t err_len) {
   return error.code;
 }
 
-int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* public_key32,
-              unsigned flags, hv_handle** out, char* err, size_t err_len) {
+// The policy's own consistency (runtime/trust.py TrustPolicy.__post_init__).
+hyperverify::Status check_trust(const hv_trust& trust, bool allow_unsigned) {
+  using hyperverify::fail;
+  if (trust.user_files < HV_USER_FILES_BACKEND || trust.user_files > HV_USER_FILES_EITHER)
+    return fail(HV_BAD_INPUT, "user_files must be HV_USER_FILES_BACKEND, _DEVICE or _EITHER");
+  bool device_key = trust.device_key != nullptr;
+  if (trust.user_files == HV_USER_FILES_BACKEND && device_key)
+    return fail(HV_BAD_INPUT, "a device key was given but the policy accepts only backend-signed user files");
+  if (trust.user_files != HV_USER_FILES_BACKEND) {
+    if (allow_unsigned || trust.public_key32 == nullptr)
+      return fail(HV_BAD_INPUT, "a device key goes with a signed policy: the bundle is the backend's either way");
+    if (!device_key || trust.device_key_len < hyperverify::kMinDeviceKeyBytes)
+      return fail(HV_BAD_INPUT, "a device key is at least 32 random bytes");
+  }
+  return hyperverify::Ok{};
+}
+
+int open_impl(const char* bundle_dir, const char* user_path, const hv_trust& trust, unsigned flags,
+              hv_handle** out, char* err, size_t err_len) {
   using namespace hyperverify;
+  const uint8_t* public_key32 = trust.public_key32;
   if (out == nullptr || bundle_dir == nullptr || user_path == nullptr)
     return report(fail(HV_BAD_INPUT, "hv_open needs a bundle folder, a user file path and out"), err,
                   err_len);
-  if (flags & ~HV_ALLOW_UNSIGNED) return report(fail(HV_BAD_INPUT, "unknown hv_open flags"), err, err_len);
+  if (flags & ~(HV_ALLOW_UNSIGNED | HV_F_ONLY))
+    return report(fail(HV_BAD_INPUT, "unknown hv_open flags"), err, err_len);
   bool allow_unsigned = (flags & HV_ALLOW_UNSIGNED) != 0;
   if (public_key32 != nullptr && allow_unsigned)
     return report(fail(HV_BAD_INPUT, "a public key and HV_ALLOW_UNSIGNED contradict each other"), err, err_len);
@@ -50,6 +72,8 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
     return report(fail(HV_SIGNATURE, "no public key: pass the backend's Ed25519 key, or opt out of "
                                      "signatures explicitly with HV_ALLOW_UNSIGNED"),
                   err, err_len);
+  auto policy = check_trust(trust, allow_unsigned);
+  if (!policy.ok()) return report(policy.error(), err, err_len);
   std::string bundle(bundle_dir);
   auto manifest = open_manifest(bundle, public_key32);
   if (!manifest.ok()) return report(manifest.error(), err, err_len);
@@ -72,7 +96,11 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
   auto data = read_bounded(user_path, kMaxUserFileBytes, HV_LENGTH);
   if (!data.ok()) return report(data.error(), err, err_len);
   DecodeOptions options;
-  options.public_key = public_key32;
+  if (trust.user_files != HV_USER_FILES_DEVICE) options.public_key = public_key32;
+  if (trust.user_files != HV_USER_FILES_BACKEND) {
+    options.device_key = trust.device_key;
+    options.device_key_size = trust.device_key_len;
+  }
   options.require_signature = !allow_unsigned;
   options.expected_layout = m.layout_hash;
   auto weights = decode_user_file(data.value().data(), data.value().size(), options);
@@ -91,18 +119,34 @@ int open_impl(const char* bundle_dir, const char* user_path, const uint8_t* publ
   auto handle = std::make_unique<hv_handle>();
   handle->runner = std::move(runner.value());
   handle->weights = std::move(weights.value());
-  // The floor, rounded up to float so that the comparison with a float logit never dips below it
-  // (a floor above the largest float becomes +inf: no finite logit reaches it, as in Python).
+  // The floor for this kind of file (trust.py calibrated_floor), rounded up to float so that the
+  // comparison with a float logit never dips below it (a floor above the largest float becomes
+  // +inf: no finite logit reaches it, as in Python).
+  if (handle->weights.device_made && !m.enrollment_threshold)
+    return report(fail(HV_BUNDLE, "a device-made user file, but this bundle ships no enrollment program (and no "
+                                  "threshold for device-made heads)"),
+                  err, err_len);
+  double calibrated = handle->weights.device_made ? *m.enrollment_threshold : m.threshold;
   float floor;
-  if (m.threshold > static_cast<double>(FLT_MAX)) {
+  if (calibrated > static_cast<double>(FLT_MAX)) {
     floor = INFINITY;
-  } else if (m.threshold < -static_cast<double>(FLT_MAX)) {
+  } else if (calibrated < -static_cast<double>(FLT_MAX)) {
     floor = -INFINITY;
   } else {
-    floor = static_cast<float>(m.threshold);
-    if (static_cast<double>(floor) < m.threshold) floor = std::nextafter(floor, INFINITY);
+    floor = static_cast<float>(calibrated);
+    if (static_cast<double>(floor) < calibrated) floor = std::nextafter(floor, INFINITY);
   }
   handle->threshold = std::max(handle->weights.threshold, floor);
+  const char* kind = handle->weights.device_made ? "device" : "backend";
+  if (m.cascade && m.cascade->count(kind) && !handle->weights.embedding.empty() && !(flags & HV_F_ONLY)) {
+    const std::string& path = m.programs.at(kEnrollmentRole);
+    auto backbone_program = checked_file(bundle, m, path);
+    if (!backbone_program.ok()) return report(backbone_program.error(), err, err_len);
+    auto backbone = Backbone::load(std::move(backbone_program.value()), bundle + "/" + path);
+    if (!backbone.ok()) return report(backbone.error(), err, err_len);
+    handle->backbone = std::move(backbone.value());
+    handle->band = band_for(*m.cascade, kind, handle->weights.photos, handle->threshold);
+  }
   *out = handle.release();
   return HV_OK;
 }
@@ -113,10 +157,32 @@ int before_attempt(hv_handle* handle) {
   return hyperverify::attempt_allowed(hyperverify::read_lockout(handle->lockout_path), hyperverify::unix_now());
 }
 
-int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* out_logit, int* accepted) {
-  if (accepted != nullptr) *accepted = 0;
+// The decision on a logit (and, for an escalated 112x112 crop, the backbone's cosine).
+hyperverify::Status decide(hv_handle* handle, float logit, const uint8_t* crop112, hv_decision* decision) {
+  decision->logit = logit;
+  decision->escalated = 0;
+  decision->backbone_score = std::nanf("");
+  if (!handle->backbone) {
+    decision->accepted = std::isfinite(logit) && logit >= handle->threshold;
+    return hyperverify::Ok{};
+  }
+  if (handle->band.escalates(logit) && crop112 != nullptr) {
+    auto embedding = handle->backbone->embed(crop112);
+    if (!embedding.ok()) return embedding.error();
+    decision->escalated = 1;
+    decision->backbone_score = hyperverify::cosine(embedding.value(), handle->weights.embedding);
+  }
+  decision->accepted = handle->band.decide(logit, decision->backbone_score);
+  return hyperverify::Ok{};
+}
+
+int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uint8_t* crop112, hv_decision* out) {
+  hv_decision decision{};
+  *out = decision;
   if (!logit.ok()) return logit.error().code;
-  bool accept = std::isfinite(logit.value()) && logit.value() >= handle->threshold;
+  auto decided = decide(handle, logit.value(), crop112, &decision);
+  if (!decided.ok()) return decided.error().code;
+  bool accept = decision.accepted != 0;
   if (!handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
@@ -126,9 +192,60 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, float* ou
                                               hyperverify::record_attempt(state, accept, now));
     if (!written.ok()) return HV_IO;  // an unrecorded decision never accepts
   }
-  if (out_logit != nullptr) *out_logit = logit.value();
-  if (accepted != nullptr) *accepted = accept ? 1 : 0;
+  *out = decision;
   return HV_OK;
+}
+
+int verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels, hv_decision* out) {
+  *out = hv_decision{};
+  if (handle == nullptr) return HV_BAD_INPUT;
+  int allowed = before_attempt(handle);  // before the crop is touched
+  if (allowed != HV_OK) return allowed;
+  auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
+  if (!status.ok()) return status.error().code;
+  const uint8_t* crop112 = height == HV_CROP_SIZE && width == HV_CROP_SIZE ? rgb : nullptr;
+  return finish(handle, handle->runner->forward(), crop112, out);
+}
+
+hyperverify::Status enroll_impl(const char* bundle_dir, const hv_trust& trust, const uint8_t* crops, int count,
+                                const char* user_id, const char* out_path) {
+  using namespace hyperverify;
+  if (bundle_dir == nullptr || crops == nullptr || user_id == nullptr || out_path == nullptr)
+    return fail(HV_BAD_INPUT, "hv_enroll needs a bundle folder, crops, a user id and an output path");
+  if (trust.public_key32 == nullptr || trust.device_key == nullptr || trust.device_key_len < kMinDeviceKeyBytes)
+    return fail(HV_BAD_INPUT, "hv_enroll needs the backend's public key (the bundle's) and a device key of at "
+                              "least 32 bytes");
+  if (!valid_user_id(user_id)) return fail(HV_BAD_INPUT, "the user id is not UTF-8 of at most 32 bytes");
+  std::string bundle(bundle_dir);
+  auto manifest = open_manifest(bundle, trust.public_key32);
+  if (!manifest.ok()) return manifest.error();
+  const Manifest& m = manifest.value();
+  auto role = m.programs.find(kEnrollmentRole);
+  if (role == m.programs.end() || !m.enrollment_threshold)
+    return fail(HV_BUNDLE, bundle + ": this bundle ships no enrollment program; rebuild it with `hyperverify build-sdk`");
+  if (count < 1 || count > m.max_crops)
+    return fail(HV_BAD_INPUT, "enrollment takes 1 to " + std::to_string(m.max_crops) + " faces, got " +
+                                  std::to_string(count));
+  auto program = checked_file(bundle, m, role->second);
+  if (!program.ok()) return program.error();
+  auto backbone = Backbone::load(std::move(program.value()), bundle + "/" + role->second);
+  if (!backbone.ok()) return backbone.error();
+  auto made = backbone.value()->run(crops, count);
+  if (!made.ok()) return made.error();
+  UserWeights weights;
+  weights.embedding = std::move(made.value().first);
+  weights.theta = std::move(made.value().second);
+  if (weights.embedding.size() != kEmbeddingSize || weights.theta.empty() || weights.theta.size() > kMaxCount)
+    return fail(HV_PROGRAM, "the enrollment program's outputs have the wrong sizes");
+  for (float v : weights.theta)
+    if (!std::isfinite(v) || std::fabs(v) >= 65520.0f) return fail(HV_VALUES, "theta overflows float16");
+  weights.threshold = static_cast<float>(*m.enrollment_threshold);
+  weights.layout_hash = m.layout_hash;
+  weights.model_version = m.model_version;
+  weights.user_id = user_id;
+  weights.photos = count;
+  auto bytes = encode_device_file(weights, trust.device_key, trust.device_key_len);
+  return write_atomic(out_path, std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace
@@ -137,10 +254,17 @@ extern "C" {
 
 int hv_open(const char* bundle_dir, const char* user_path, const uint8_t* public_key32, unsigned flags,
             hv_handle** out, char* err, size_t err_len) {
+  hv_trust trust{public_key32, nullptr, 0, HV_USER_FILES_BACKEND};
+  return hv_open_trusted(bundle_dir, user_path, &trust, flags, out, err, err_len);
+}
+
+int hv_open_trusted(const char* bundle_dir, const char* user_path, const hv_trust* trust, unsigned flags,
+                    hv_handle** out, char* err, size_t err_len) {
   if (out != nullptr) *out = nullptr;
   if (err != nullptr && err_len > 0) err[0] = '\0';
+  if (trust == nullptr) return report(hyperverify::fail(HV_BAD_INPUT, "hv_open_trusted needs a policy"), err, err_len);
   try {
-    return open_impl(bundle_dir, user_path, public_key32, flags, out, err, err_len);
+    return open_impl(bundle_dir, user_path, *trust, flags, out, err, err_len);
   } catch (const std::bad_alloc&) {
     return report(hyperverify::fail(HV_IO, "out of memory"), err, err_len);
   } catch (const std::exception& e) {
@@ -192,24 +316,48 @@ int hv_score_input(hv_handle* handle, const float* input_chw, float* logit, int*
     int allowed = before_attempt(handle);
     if (allowed != HV_OK) return allowed;
     std::memcpy(handle->runner->input(), input_chw, HV_INPUT_VALUES * sizeof(float));
-    return finish(handle, handle->runner->forward(), logit, accepted);
+    hv_decision decision;
+    int status = finish(handle, handle->runner->forward(), nullptr, &decision);
+    if (status == HV_OK && logit != nullptr) *logit = decision.logit;
+    if (status == HV_OK && accepted != nullptr) *accepted = decision.accepted;
+    return status;
   } catch (const std::exception&) {
+    return HV_PROGRAM;
+  }
+}
+
+int hv_verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels, hv_decision* out) {
+  if (out == nullptr) return HV_BAD_INPUT;
+  try {
+    return verify_crop(handle, rgb, height, width, channels, out);
+  } catch (const std::exception&) {
+    *out = hv_decision{};
     return HV_PROGRAM;
   }
 }
 
 int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
                   float* logit, int* accepted) {
-  if (accepted != nullptr) *accepted = 0;
-  if (handle == nullptr) return HV_BAD_INPUT;
+  hv_decision decision;
+  int status = hv_verify_crop(handle, rgb, height, width, channels, &decision);
+  if (accepted != nullptr) *accepted = status == HV_OK ? decision.accepted : 0;
+  if (status == HV_OK && logit != nullptr) *logit = decision.logit;
+  return status;
+}
+
+int hv_mode(const hv_handle* handle) { return handle == nullptr ? -1 : handle->backbone ? 1 : 0; }
+
+int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_t* crops, int count, const char* user_id,
+              const char* out_path, char* err, size_t err_len) {
+  if (err != nullptr && err_len > 0) err[0] = '\0';
+  if (trust == nullptr) return report(hyperverify::fail(HV_BAD_INPUT, "hv_enroll needs a policy"), err, err_len);
   try {
-    int allowed = before_attempt(handle);  // before the crop is touched
-    if (allowed != HV_OK) return allowed;
-    auto status = hyperverify::preprocess_crop(rgb, height, width, channels, handle->runner->input());
-    if (!status.ok()) return status.error().code;
-    return finish(handle, handle->runner->forward(), logit, accepted);
-  } catch (const std::exception&) {
-    return HV_PROGRAM;
+    auto done = enroll_impl(bundle_dir, *trust, crops, count, user_id, out_path);
+    return done.ok() ? HV_OK : report(done.error(), err, err_len);
+  } catch (const std::bad_alloc&) {
+    return report(hyperverify::fail(HV_IO, "out of memory"), err, err_len);
+  } catch (const std::exception& e) {
+    return report(hyperverify::fail(HV_PROGRAM, e.what()), err, err_len);
   }
 }
 

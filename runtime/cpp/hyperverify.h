@@ -14,6 +14,12 @@
  *   s = hv_score_crop(h, rgb, 112, 112, 3, &logit, &accepted);  // HV_LOCKED_OUT / HV_PIN_REQUIRED
  *   hv_close(h);
  *
+ * The cascade (runtime/cascade.py) runs by default when the bundle ships it
+ * (the enrollment program and the manifest's bands) and the user file keeps
+ * the enrollment embedding (format 2): a crop whose logit f is unsure of goes
+ * to the backbone (hv_verify_crop tells which). HV_F_ONLY opts out; hv_mode
+ * says which runs.
+ *
  * Trust (runtime/trust.py): the app, not the bundle, fixes the public key and
  * the signature policy. With a key, the manifest's detached signature
  * (manifest.json.sig) is checked before the manifest is read, and the user
@@ -79,6 +85,7 @@ typedef enum hv_status {
 
 /* hv_open flags */
 #define HV_ALLOW_UNSIGNED 1u /* opt-out: no key; unsigned manifest and user files accepted */
+#define HV_F_ONLY 2u         /* judge with f alone even where the cascade could run */
 
 #define HV_CROP_SIZE 112    /* side of the aligned crop */
 #define HV_INPUT_SIZE 64    /* side of f's input */
@@ -101,6 +108,43 @@ typedef struct hv_handle hv_handle;
 HV_API int hv_open(const char* bundle_dir, const char* user_path,
                    const uint8_t* public_key32, unsigned flags,
                    hv_handle** out, char* err, size_t err_len);
+
+/* Which user files a device accepts (runtime/trust.py TrustPolicy.user_files). */
+#define HV_USER_FILES_BACKEND 0 /* signed by the backend's key */
+#define HV_USER_FILES_DEVICE 1  /* made on this device (hv_enroll), HMAC'd with its key */
+#define HV_USER_FILES_EITHER 2
+
+/* The app's trust policy: fixed in its code and its key store, never read from the bundle. */
+typedef struct hv_trust {
+  const uint8_t* public_key32; /* the backend's Ed25519 key: signs the manifest (and backend-made files) */
+  const uint8_t* device_key;   /* the device's secret HMAC key, >= 32 bytes (Keystore / Keychain), or NULL */
+  size_t device_key_len;
+  int user_files;              /* HV_USER_FILES_*; DEVICE and EITHER need device_key and public_key32 */
+} hv_trust;
+
+/*
+ * hv_open under a policy that may accept device-made user files (hv_open is
+ * this with HV_USER_FILES_BACKEND and no device key). A device-made file is
+ * held to the threshold the manifest calibrated for the generated heads the
+ * enrollment program makes, and its cascade uses the device band. A policy
+ * that contradicts itself (a device key with HV_USER_FILES_BACKEND, a device
+ * policy without a key of 32 bytes or more, or with HV_ALLOW_UNSIGNED) is
+ * HV_BAD_INPUT.
+ */
+HV_API int hv_open_trusted(const char* bundle_dir, const char* user_path, const hv_trust* trust,
+                           unsigned flags, hv_handle** out, char* err, size_t err_len);
+
+/*
+ * On-device enrollment (runtime/enroll.py Enroller.enroll_crops): run the
+ * bundle's enrollment program on `count` aligned 112x112x3 uint8 RGB crops of
+ * one person (back to back, 1 <= count <= the manifest's max_crops) and write
+ * the user file `out_path` atomically: format 2, float16, the generated head,
+ * the threshold the manifest calibrated for such heads, HMAC'd with
+ * trust->device_key (the face never leaves the device). The manifest must be
+ * signed by trust->public_key32. user_id: UTF-8, at most 32 bytes.
+ */
+HV_API int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_t* crops, int count,
+                     const char* user_id, const char* out_path, char* err, size_t err_len);
 
 /*
  * Persist this user's lockout in a state file (see lockout.h for the format
@@ -127,11 +171,31 @@ HV_API int hv_lockout_pin_verified(hv_handle* handle);
 HV_API int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height,
                          int width, int channels, float* logit, int* accepted);
 
+/* One crop's decision. */
+typedef struct hv_decision {
+  float logit;           /* f's logit */
+  int accepted;          /* 1: the owner */
+  int escalated;         /* 1: f was unsure and the backbone judged (cascade only) */
+  float backbone_score;  /* the backbone's cosine to the enrollment embedding; NaN if not escalated */
+} hv_decision;
+
+/*
+ * As hv_score_crop, with the whole decision. In the cascade a logit inside
+ * the band is escalated when the crop is 112x112x3 (the backbone's input); a
+ * 64x64x3 crop cannot be, and such a logit is rejected.
+ */
+HV_API int hv_verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
+                          hv_decision* out);
+
+/* 1 when the cascade runs, 0 for f alone, -1 for NULL. */
+HV_API int hv_mode(const hv_handle* handle);
+
 /* The preprocessing alone: crop as for hv_score_crop -> HV_INPUT_VALUES floats (CHW). */
 HV_API int hv_preprocess_crop(const uint8_t* rgb, int height, int width,
                               int channels, float* input_chw);
 
-/* The network alone, on an already preprocessed 1x3x64x64 CHW input. */
+/* The network alone, on an already preprocessed 1x3x64x64 CHW input (in the
+ * cascade a logit inside the band is rejected: the backbone needs the crop). */
 HV_API int hv_score_input(hv_handle* handle, const float* input_chw,
                           float* logit, int* accepted);
 

@@ -1,9 +1,15 @@
-// hyperverify_cli: score one aligned crop with the C API (hyperverify.h).
+// hyperverify_cli: score one aligned crop with the C API (hyperverify.h), or
+// enroll on the device (hv_enroll).
 //
 //   hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned)
+//                   [--device-key HEX --user-files device|either]
 //                   [--lockout STATE.json [--pin-verified]] [--shape H,W,C]
-//                   [--dump-input FILE] [--bench N]
+//                   [--dump-input FILE] [--bench N] [--f-only]
+//   hyperverify_cli enroll <bundle> <out.hvu> <crop.raw>... --pubkey HEX --device-key HEX [--user-id ID]
 //
+// enroll: 1 to the manifest's max_crops 112x112x3 raw RGB aligned crops of one
+// person -> a device-made user file; prints "enrolled photos=<K> path=<out>".
+// --device-key: the device's secret HMAC key (at least 64 hex digits).
 // The trust policy is the caller's: --pubkey (the backend's Ed25519 key, 64
 // hex digits) or the explicit opt-out --allow-unsigned; without either,
 // hv_open refuses (error=signature). --lockout keeps the lockout in a state
@@ -12,8 +18,10 @@
 //
 // crop.raw holds raw RGB bytes, row-major (no image decoder here): 112x112x3
 // (an aligned crop) or 64x64x3 (already reduced), told apart by size unless
-// --shape says otherwise. Prints "score=<logit> accepted=<0|1>", or
-// "error=<reason>: message" on stderr with exit status 1 (2 for bad usage).
+// --shape says otherwise. Prints "score=<logit> accepted=<0|1>" and, when the
+// cascade runs (--f-only turns it off: HV_F_ONLY), a second line
+// "cascade escalated=<0|1> backbone=<cosine|nan>"; or "error=<reason>: message"
+// on stderr with exit status 1 (2 for bad usage).
 // --dump-input writes f's preprocessed input (3x64x64 float32 CHW).
 // --bench N times N calls of the network alone (hv_score_input) and N calls of
 // hv_score_crop (resize + normalise + network), on the calling thread, and
@@ -40,13 +48,17 @@ int fail(int status, const std::string& message, int exit_code = 1) {
 int usage(const std::string& why) {
   return fail(HV_BAD_INPUT,
               why + "\nusage: hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned) "
-                    "[--lockout STATE.json [--pin-verified]] [--shape H,W,C] [--dump-input FILE] [--bench N]",
+                    "[--device-key HEX --user-files device|either] [--lockout STATE.json [--pin-verified]] [--shape H,W,C] "
+                    "[--dump-input FILE] [--bench N] [--f-only]\n       hyperverify_cli enroll <bundle> <out.hvu> "
+                    "<crop.raw>... --pubkey HEX --device-key HEX [--user-id ID]",
               2);
 }
 
-bool parse_hex32(const char* text, uint8_t out[32]) {
-  if (std::strlen(text) != 64) return false;
-  for (int i = 0; i < 32; i++) {
+bool parse_hex(const char* text, std::vector<uint8_t>& out) {
+  size_t n = std::strlen(text);
+  if (n == 0 || n % 2) return false;
+  out.resize(n / 2);
+  for (size_t i = 0; i < n / 2; i++) {
     unsigned value;
     if (std::sscanf(text + 2 * i, "%2x", &value) != 1 ||
         !std::isxdigit(static_cast<unsigned char>(text[2 * i])) ||
@@ -55,6 +67,65 @@ bool parse_hex32(const char* text, uint8_t out[32]) {
     out[i] = static_cast<uint8_t>(value);
   }
   return true;
+}
+
+bool parse_hex32(const char* text, uint8_t out[32]) {
+  std::vector<uint8_t> bytes;
+  if (!parse_hex(text, bytes) || bytes.size() != 32) return false;
+  std::memcpy(out, bytes.data(), 32);
+  return true;
+}
+
+// Read a raw crop file of at most `limit` bytes; empty on failure.
+bool read_file(const std::string& path, size_t limit, std::vector<uint8_t>& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out.resize(limit + 1);
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(limit + 1));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return true;
+}
+
+int enroll_main(int argc, char** argv) {
+  std::vector<std::string> positional;
+  uint8_t key[32];
+  std::vector<uint8_t> device_key;
+  bool have_key = false;
+  std::string user_id = "owner";
+  for (int i = 2; i < argc; i++) {
+    std::string arg = argv[i];
+    bool has_value = i + 1 < argc;
+    if (arg == "--pubkey" && has_value) {
+      if (!parse_hex32(argv[++i], key)) return usage("--pubkey needs 64 hex digits (Ed25519)");
+      have_key = true;
+    } else if (arg == "--device-key" && has_value) {
+      if (!parse_hex(argv[++i], device_key)) return usage("--device-key needs hex digits");
+    } else if (arg == "--user-id" && has_value) {
+      user_id = argv[++i];
+    } else if (arg.rfind("--", 0) == 0) {
+      return usage("unknown or incomplete option " + arg);
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() < 3) return usage("enroll needs a bundle, an output file and at least one crop");
+  if (!have_key || device_key.empty()) return usage("enroll needs --pubkey and --device-key");
+  constexpr size_t kCrop = 112u * 112 * 3;
+  std::vector<uint8_t> crops;
+  for (size_t k = 2; k < positional.size(); k++) {
+    std::vector<uint8_t> crop;
+    if (!read_file(positional[k], kCrop, crop)) return fail(HV_IO, positional[k] + ": cannot open");
+    if (crop.size() != kCrop) return fail(HV_BAD_INPUT, positional[k] + ": not a 112x112x3 raw RGB crop");
+    crops.insert(crops.end(), crop.begin(), crop.end());
+  }
+  hv_trust trust{key, device_key.data(), device_key.size(), HV_USER_FILES_DEVICE};
+  char err[512];
+  int count = static_cast<int>(positional.size() - 2);
+  int status = hv_enroll(positional[0].c_str(), &trust, crops.data(), count, user_id.c_str(),
+                         positional[1].c_str(), err, sizeof err);
+  if (status != HV_OK) return fail(status, err);
+  std::printf("enrolled photos=%d path=%s\n", count, positional[1].c_str());
+  return 0;
 }
 
 double median_us(std::vector<double>& samples) {
@@ -79,9 +150,12 @@ std::vector<double> time_calls(long calls, F&& call) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "enroll") return enroll_main(argc, argv);
   std::vector<std::string> positional;
+  std::vector<uint8_t> device_key;
+  int user_files = HV_USER_FILES_BACKEND;
   uint8_t key[32];
-  bool have_key = false, allow_unsigned = false, pin_verified = false;
+  bool have_key = false, allow_unsigned = false, pin_verified = false, f_only = false;
   std::string lockout_path;
   int height = 0, width = 0, channels = 0;
   std::string dump_path;
@@ -94,10 +168,19 @@ int main(int argc, char** argv) {
       have_key = true;
     } else if (arg == "--allow-unsigned") {
       allow_unsigned = true;
+    } else if (arg == "--device-key" && has_value) {
+      if (!parse_hex(argv[++i], device_key)) return usage("--device-key needs hex digits");
+    } else if (arg == "--user-files" && has_value) {
+      std::string which = argv[++i];
+      if (which == "device") user_files = HV_USER_FILES_DEVICE;
+      else if (which == "either") user_files = HV_USER_FILES_EITHER;
+      else if (which != "backend") return usage("--user-files is backend, device or either");
     } else if (arg == "--lockout" && has_value) {
       lockout_path = argv[++i];
     } else if (arg == "--pin-verified") {
       pin_verified = true;
+    } else if (arg == "--f-only") {
+      f_only = true;
     } else if (arg == "--shape" && has_value) {
       if (std::sscanf(argv[++i], "%d,%d,%d", &height, &width, &channels) != 3 || height <= 0 ||
           width <= 0 || channels <= 0)
@@ -137,8 +220,11 @@ int main(int argc, char** argv) {
 
   char err[512];
   hv_handle* handle = nullptr;
-  int status = hv_open(positional[0].c_str(), positional[1].c_str(), have_key ? key : nullptr,
-                       allow_unsigned ? HV_ALLOW_UNSIGNED : 0u, &handle, err, sizeof err);
+  hv_trust trust{have_key ? key : nullptr, device_key.empty() ? nullptr : device_key.data(), device_key.size(),
+                 user_files};
+  int status = hv_open_trusted(positional[0].c_str(), positional[1].c_str(), &trust,
+                               (allow_unsigned ? HV_ALLOW_UNSIGNED : 0u) | (f_only ? HV_F_ONLY : 0u), &handle, err,
+                               sizeof err);
   if (status != HV_OK) return fail(status, err);
   if (!lockout_path.empty()) {
     status = hv_lockout_attach(handle, lockout_path.c_str());
@@ -149,9 +235,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  float logit = 0.0f;
-  int accepted = 0;
-  status = hv_score_crop(handle, crop.data(), height, width, channels, &logit, &accepted);
+  hv_decision decision;
+  status = hv_verify_crop(handle, crop.data(), height, width, channels, &decision);
   if (status == HV_LOCKED_OUT || status == HV_PIN_REQUIRED) {
     double locked_for = 0.0;
     int pin = 0;
@@ -164,7 +249,9 @@ int main(int argc, char** argv) {
     hv_close(handle);
     return fail(status, "cannot score " + positional[2]);
   }
-  std::printf("score=%.9g accepted=%d\n", logit, accepted);
+  std::printf("score=%.9g accepted=%d\n", decision.logit, decision.accepted);
+  if (hv_mode(handle) == 1)
+    std::printf("cascade escalated=%d backbone=%.9g\n", decision.escalated, decision.backbone_score);
 
   std::vector<float> input(HV_INPUT_VALUES);
   hv_preprocess_crop(crop.data(), height, width, channels, input.data());

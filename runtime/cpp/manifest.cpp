@@ -16,7 +16,7 @@ const std::set<std::string> kSliceNames = {  // runtime/spec.py SLICE_NAMES
     "conv3.bias",   "conv4.weight", "conv4.bias", "head.weight", "head.bias"};
 const std::set<std::string> kRequired = {"model_version", "layout_hash", "generated", "threshold",
                                          "target_far", "files", "programs", "bundle_format"};
-const std::set<std::string> kOptional = {"input", "versions", "enrollment"};
+const std::set<std::string> kOptional = {"input", "versions", "enrollment", "cascade"};
 
 bool lower_hex(const std::string& text, size_t size) {
   if (text.size() != size) return false;
@@ -89,6 +89,26 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
     for (const auto& file : manifest.files)
       listed = listed || file.first.compare(0, program.second.size() + 1, program.second + "/") == 0;
     if (!listed) return bad("a program is not listed among the files");
+  }
+  const Json* enrollment = root.get("enrollment");
+  if (enrollment != nullptr) {  // manifest.py: exactly {threshold, head: "generated", max_crops >= 1}
+    const Json* threshold = enrollment->get("threshold");
+    const Json* head = enrollment->get("head");
+    const Json* crops = enrollment->get("max_crops");
+    if (enrollment->members.size() != 3 || threshold == nullptr || !finite_number(*threshold) || head == nullptr ||
+        head->kind != Json::String || head->text != "generated" || crops == nullptr ||
+        crops->kind != Json::Number || !crops->integer || crops->number < 1 || crops->number > 255)
+      return bad("malformed manifest field 'enrollment'");
+    manifest.enrollment_threshold = threshold->number;
+    manifest.max_crops = static_cast<int>(crops->number);
+  }
+  if ((enrollment != nullptr) != (manifest.programs.count(kEnrollmentRole) > 0))
+    return bad("the enrollment program and its settings must come together");
+  if (const Json* cascade = root.get("cascade")) {
+    auto table = parse_cascade(*cascade);
+    if (!table.ok()) return table.error();
+    if (!enrollment) return bad("a cascade needs the enrollment program (it runs the backbone)");
+    manifest.cascade = std::move(table.value());
   }
   return manifest;
 }

@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cascade.h"
 #include "status.h"
 
 namespace hyperverify {
@@ -19,6 +21,7 @@ constexpr size_t kMaxManifestBytes = 1 << 20;      // manifest.py MAX_MANIFEST_B
 constexpr size_t kMaxBundleFileBytes = 256u << 20;  // manifest.py MAX_BUNDLE_FILE_BYTES
 constexpr int kBundleFormat = 2;
 constexpr const char* kProgramRole = "executorch-xnnpack";
+constexpr const char* kEnrollmentRole = "enrollment-xnnpack";  // manifest.py ENROLLMENT_ROLE
 
 struct Manifest {
   std::string model_version;
@@ -27,6 +30,11 @@ struct Manifest {
   double threshold = 0.0;  // the floor of every user's threshold
   std::map<std::string, std::string> files;     // relative path -> sha256 hex
   std::map<std::string, std::string> programs;  // role -> relative path
+  std::optional<CascadeTable> cascade;          // with the enrollment program (the backbone) only
+  // With the enrollment program only: the threshold calibrated for the generated heads it makes
+  // (the floor of device-made user files) and how many crops it takes at most.
+  std::optional<double> enrollment_threshold;
+  int max_crops = 0;
 };
 
 // Check and parse manifest bytes (no signature check).

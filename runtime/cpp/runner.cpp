@@ -147,4 +147,61 @@ Result<float> Runner::forward() {
   return tensor.const_data_ptr<float>()[0];
 }
 
+struct Backbone::State {
+  std::vector<uint8_t> program;  // the bytes the module reads (outlive it)
+  std::unique_ptr<Module> module;
+  std::vector<float> input;      // K x 3 x 112 x 112, CHW, 0..255
+};
+
+Backbone::Backbone(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Backbone::~Backbone() = default;
+
+Result<std::unique_ptr<Backbone>> Backbone::load(std::vector<uint8_t> program, const std::string& name) {
+  NoThreadPoolGuard no_pool;
+  auto state = std::make_unique<State>();
+  state->program = std::move(program);
+  state->module = std::make_unique<Module>(
+      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
+  EtError error = state->module->load(executorch::runtime::Program::Verification::InternalConsistency);
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+  error = state->module->load_method("forward");
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+  return std::unique_ptr<Backbone>(new Backbone(std::move(state)));
+}
+
+Result<std::pair<std::vector<float>, std::vector<float>>> Backbone::run(const uint8_t* crops, int count) {
+  NoThreadPoolGuard no_pool;
+  State& s = *state_;
+  constexpr size_t kPlane = HV_CROP_SIZE * HV_CROP_SIZE;
+  s.input.assign(static_cast<size_t>(count) * 3 * kPlane, 0.0f);
+  for (int k = 0; k < count; k++) {
+    const uint8_t* crop = crops + static_cast<size_t>(k) * kPlane * 3;
+    float* planes = s.input.data() + static_cast<size_t>(k) * 3 * kPlane;
+    for (size_t p = 0; p < kPlane; p++)
+      for (size_t c = 0; c < 3; c++) planes[c * kPlane + p] = static_cast<float>(crop[p * 3 + c]);
+  }
+  auto tensor = from_blob(s.input.data(), {count, 3, HV_CROP_SIZE, HV_CROP_SIZE}, ScalarType::Float);
+  auto out = s.module->execute("forward", {EValue(*tensor)});
+  if (!out.ok()) return fail(HV_PROGRAM, "the enrollment program failed (" + describe(out.error()) + ")");
+  if (out->size() != 2 || !(*out)[0].isTensor() || !(*out)[1].isTensor())
+    return fail(HV_PROGRAM, "the enrollment program did not return (embedding, theta)");
+  std::pair<std::vector<float>, std::vector<float>> result;
+  for (size_t i = 0; i < 2; i++) {
+    const auto& tensor_out = (*out)[i].toTensor();
+    if (tensor_out.scalar_type() != ScalarType::Float || tensor_out.numel() < 1)
+      return fail(HV_PROGRAM, "the enrollment program's outputs are not float vectors");
+    const float* data = tensor_out.const_data_ptr<float>();
+    (i == 0 ? result.first : result.second).assign(data, data + tensor_out.numel());
+  }
+  return result;
+}
+
+Result<std::vector<float>> Backbone::embed(const uint8_t* rgb112) {
+  auto out = run(rgb112, 1);
+  if (!out.ok()) return out.error();
+  return std::move(out.value().first);
+}
+
 }  // namespace hyperverify

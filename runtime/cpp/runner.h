@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "status.h"
@@ -54,6 +55,30 @@ class Runner {
   int64_t layout_hash_ = 0;
   int64_t model_version_ = 0;
   int64_t input_size_ = 0;
+};
+
+// The bundle's enrollment program (converters/enroll_program.py: K x 3 x 112
+// x 112 RGB floats 0..255 -> the pooled unit embedding and theta): on-device
+// enrollment (hv_enroll), and the backbone the cascade escalates to (K = 1,
+// the embedding only). Not thread-safe.
+class Backbone {
+ public:
+  static Result<std::unique_ptr<Backbone>> load(std::vector<uint8_t> program, const std::string& name);
+
+  ~Backbone();
+  Backbone(const Backbone&) = delete;
+  Backbone& operator=(const Backbone&) = delete;
+
+  // The unit embedding of a 112x112x3 uint8 RGB crop (row-major).
+  Result<std::vector<float>> embed(const uint8_t* rgb112);
+
+  // (pooled unit embedding, theta) of `count` such crops of one person, one after the other.
+  Result<std::pair<std::vector<float>, std::vector<float>>> run(const uint8_t* crops, int count);
+
+ private:
+  struct State;
+  explicit Backbone(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace hyperverify

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -15,6 +16,7 @@ namespace {
 
 constexpr char kMagic[4] = {'H', 'V', 'U', '1'};
 constexpr uint8_t kFlagSigned = 1;
+constexpr uint8_t kFlagDevice = 4;  // user_file.py FLAG_DEVICE
 
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
@@ -105,6 +107,81 @@ float half_to_float(uint16_t half) {
   return value;
 }
 
+bool valid_user_id(const std::string& user_id) {
+  return user_id.size() <= 32 && user_id.find('\0') == std::string::npos &&
+         valid_utf8(reinterpret_cast<const uint8_t*>(user_id.data()), user_id.size());
+}
+
+uint16_t float_to_half(float value) {
+  uint32_t x;
+  std::memcpy(&x, &value, sizeof x);
+  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  uint32_t exponent = (x >> 23) & 0xFFu, mantissa = x & 0x7FFFFFu;
+  if (exponent == 0xFF) return sign | 0x7C00u | (mantissa ? 0x200u : 0u);  // inf, NaN
+  int e = static_cast<int>(exponent) - 127 + 15;
+  if (e >= 0x1F) return sign | 0x7C00u;  // overflow: inf
+  uint32_t half, rest, halfway;
+  if (e <= 0) {  // a binary16 subnormal (or zero)
+    if (e < -10) return sign;
+    int shift = 14 - e;
+    uint32_t significand = mantissa | 0x800000u;
+    half = significand >> shift;
+    rest = significand & ((1u << shift) - 1);
+    halfway = 1u << (shift - 1);
+  } else {
+    half = (static_cast<uint32_t>(e) << 10) | (mantissa >> 13);
+    rest = mantissa & 0x1FFFu;
+    halfway = 0x1000u;
+  }
+  if (rest > halfway || (rest == halfway && (half & 1u))) half++;  // a carry rounds into the exponent
+  return static_cast<uint16_t>(sign | half);
+}
+
+namespace {
+
+void put16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v));
+  out.push_back(static_cast<uint8_t>(v >> 8));
+}
+
+void put32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; i++) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+void put_padded(std::vector<uint8_t>& out, const std::string& text, size_t size) {
+  out.insert(out.end(), text.begin(), text.begin() + std::min(text.size(), size));
+  out.insert(out.end(), size - std::min(text.size(), size), 0);
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_device_file(const UserWeights& weights, const uint8_t* device_key,
+                                        size_t device_key_size) {
+  std::vector<uint8_t> out(kMagic, kMagic + sizeof kMagic);
+  put16(out, kFormatVersion);
+  out.push_back(2);  // float16
+  out.push_back(kFlagDevice);
+  put_padded(out, weights.layout_hash, kLayoutHashSize);
+  put32(out, static_cast<uint32_t>(weights.theta.size()));
+  uint32_t threshold;
+  std::memcpy(&threshold, &weights.threshold, sizeof threshold);
+  put32(out, threshold);
+  put_padded(out, weights.model_version, 32);
+  put_padded(out, weights.user_id, 32);
+  for (float v : weights.theta) put16(out, float_to_half(v));
+  out.push_back(static_cast<uint8_t>(weights.photos));
+  out.push_back(0);
+  put16(out, static_cast<uint16_t>(weights.embedding.size()));
+  for (float v : weights.embedding) put16(out, float_to_half(v));
+  uint8_t digest[32];
+  sha256(out.data(), out.size(), digest);
+  out.insert(out.end(), digest, digest + 32);
+  uint8_t mac[32];
+  hmac_sha256(device_key, device_key_size, out.data(), out.size(), mac);
+  out.insert(out.end(), mac, mac + 32);
+  return out;
+}
+
 std::string int_to_hash(int64_t value) {
   char text[17];
   std::snprintf(text, sizeof text, "%016llx",
@@ -121,20 +198,23 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
   if (std::memcmp(data, kMagic, sizeof kMagic) != 0)
     return fail(HV_BAD_MAGIC, "not a hyperverify user file (bad magic)");
   uint16_t version = le16(data + 4);
-  if (version != kFormatVersion)
-    return fail(HV_VERSION, fmt("format version %u, this runtime reads %u", version,
-                                kFormatVersion));
+  if (version != kFOnlyVersion && version != kFormatVersion)
+    return fail(HV_VERSION, fmt("format version %u, this runtime reads %u and %u", version,
+                                kFOnlyVersion, kFormatVersion));
   uint8_t code = data[6];
   if (code != 1 && code != 2) return fail(HV_DTYPE, fmt("unknown dtype code %u", code));
   uint8_t flags = data[7];
-  if (flags & ~kFlagSigned) return fail(HV_INVALID, fmt("unknown flags 0x%02x", flags));
-  bool is_signed = (flags & kFlagSigned) != 0;
+  if ((flags & ~(kFlagSigned | kFlagDevice)) || flags == (kFlagSigned | kFlagDevice))
+    return fail(HV_INVALID, fmt("unknown flags 0x%02x", flags));
+  bool is_signed = (flags & kFlagSigned) != 0, device_made = (flags & kFlagDevice) != 0;
   uint32_t count = le32(data + 24);
   if (count == 0 || count > kMaxCount)
     return fail(HV_LENGTH, fmt("theta count %u is outside 1..%u", count, kMaxCount));
   size_t itemsize = code == 1 ? 4 : 2;
-  size_t end = kHeaderSize + static_cast<size_t>(count) * itemsize;  // count <= kMaxCount: no overflow
-  size_t expected = end + kChecksumSize + (is_signed ? kSignatureSize : 0);
+  size_t theta_end = kHeaderSize + static_cast<size_t>(count) * itemsize;  // count <= kMaxCount: no overflow
+  bool cascade = version == kFormatVersion;
+  size_t end = theta_end + (cascade ? kCascadeBlockSize + kEmbeddingSize * itemsize : 0);
+  size_t expected = end + kChecksumSize + (is_signed ? kSignatureSize : device_made ? kMacSize : 0);
   if (expected > size)
     return fail(HV_TRUNCATED, fmt("file is %zu bytes; its header promises %zu", size, expected));
   if (expected < size)
@@ -146,9 +226,17 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
   if (is_signed && options.public_key != nullptr) {
     if (!ed25519_verify(options.public_key, data + end + kChecksumSize, data, end + kChecksumSize))
       return fail(HV_SIGNATURE, "bad signature: not issued by this backend's key");
+  } else if (device_made && options.device_key != nullptr) {
+    uint8_t mac[32];
+    if (options.device_key_size < kMinDeviceKeyBytes ||
+        !hmac_sha256(options.device_key, options.device_key_size, data, end + kChecksumSize, mac) ||
+        CRYPTO_memcmp(mac, data + end + kChecksumSize, kMacSize) != 0)
+      return fail(HV_SIGNATURE, "bad device authentication: not made with this device's key");
   } else if (options.require_signature) {
-    return fail(HV_SIGNATURE, is_signed ? "a signature is required but no public key was given"
-                                        : "the file is unsigned but a signature is required");
+    return fail(HV_SIGNATURE,
+                is_signed     ? "a signature is required but no public key was given"
+                : device_made ? "the file is device-made but the app's policy accepts only backend-signed files"
+                              : "the file is unsigned but a signature is required");
   }
   const uint8_t* layout = data + 8;
   for (size_t i = 0; i < kLayoutHashSize; i++)
@@ -159,13 +247,34 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
                                *options.expected_layout);
   float threshold = le_float(data + 28);
   if (!std::isfinite(threshold)) return fail(HV_VALUES, "threshold is NaN or infinite");
+  auto value_at = [code](const uint8_t* values, size_t i) {
+    return code == 1 ? le_float(values + 4 * i) : half_to_float(le16(values + 2 * i));
+  };
   UserWeights weights;
   weights.theta.resize(count);
-  const uint8_t* values = data + kHeaderSize;
   for (uint32_t i = 0; i < count; i++) {
-    float v = code == 1 ? le_float(values + 4 * i) : half_to_float(le16(values + 2 * i));
+    float v = value_at(data + kHeaderSize, i);
     if (!std::isfinite(v)) return fail(HV_VALUES, "theta holds NaN or infinite values");
     weights.theta[i] = v;
+  }
+  if (cascade) {
+    const uint8_t* block = data + theta_end;
+    uint16_t embedding_count = le16(block + 2);
+    if (block[0] == 0 || block[1] != 0 || embedding_count != kEmbeddingSize)
+      return fail(HV_LENGTH, fmt("cascade block: photos %u, reserved %u, embedding count %u "
+                                 "(expected 1..255, 0, %zu)", block[0], block[1], embedding_count,
+                                 kEmbeddingSize));
+    weights.embedding.resize(kEmbeddingSize);
+    bool finite = true, nonzero = false;
+    for (size_t i = 0; i < kEmbeddingSize; i++) {
+      float v = value_at(block + kCascadeBlockSize, i);
+      finite = finite && std::isfinite(v);
+      nonzero = nonzero || v != 0.0f;
+      weights.embedding[i] = v;
+    }
+    if (!finite || !nonzero)
+      return fail(HV_VALUES, "the embedding holds NaN or infinite values, or only zeros");
+    weights.photos = block[0];
   }
   auto model_version = padded_text(data + 32, 32, "model_version");
   if (!model_version.ok()) return model_version.error();
@@ -177,6 +286,7 @@ Result<UserWeights> decode_user_file(const uint8_t* data, size_t size,
   weights.user_id = std::move(user_id.value());
   weights.float16 = code == 2;
   weights.is_signed = is_signed;
+  weights.device_made = device_made;
   return weights;
 }
 

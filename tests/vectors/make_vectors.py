@@ -32,6 +32,8 @@ COUNT = spec.parameter_count(GENERATED)
 MODEL_VERSION = "0123456789abcdef"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # test key, made here
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # "another backend"
+DEVICE_KEY = bytes(range(64, 96))  # a test device's HMAC key, made here
+OTHER_DEVICE_KEY = bytes(range(96, 128))  # "another device"
 
 
 def public_hex(key: Ed25519PrivateKey) -> str:
@@ -39,9 +41,15 @@ def public_hex(key: Ed25519PrivateKey) -> str:
     return raw.hex()
 
 
-def weights(dtype: str = "float16") -> uf.UserWeights:
-    theta = np.random.default_rng(0).normal(0, 0.05, COUNT).astype(np.float32)
-    return uf.UserWeights(theta, 0.25, LAYOUT, MODEL_VERSION, "alice", dtype)
+def weights(dtype: str = "float16", cascade: bool = False) -> uf.UserWeights:
+    """Test weights; with ``cascade`` in format 2 (an embedding from 3 photos)."""
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0, 0.05, COUNT).astype(np.float32)
+    embedding = rng.normal(0, 1, spec.EMBEDDING_SIZE).astype(np.float32) if cascade else None
+    if embedding is not None:
+        embedding /= np.linalg.norm(embedding)
+    return uf.UserWeights(theta, 0.25, LAYOUT, MODEL_VERSION, "alice", dtype, embedding=embedding,
+                          photos=3 if cascade else 0)
 
 
 def _fix(body: bytes) -> bytes:
@@ -54,21 +62,42 @@ def _put(body: bytes, offset: int, raw: bytes) -> bytes:
     return body[:offset] + raw + body[offset + len(raw):]
 
 
-def cases() -> dict[str, tuple[bytes, str, bool, bool]]:
-    """name -> (file bytes, expected reason, check with the test public key, require_signature)."""
+def cases() -> dict[str, tuple]:
+    """name -> (file bytes, expected reason, check with the test public key, require_signature[, check
+    with the test device key])."""
     good = uf.encode(weights("float16"))
     good32 = uf.encode(weights("float32"))
     signed = uf.encode(weights("float16"), KEY)
     forged = _put(signed, 100, bytes([signed[100] ^ 4]))
     end = len(signed) - uf.SIGNATURE_SIZE - uf.CHECKSUM_SIZE
     forged = forged[:end] + hashlib.sha256(forged[:end]).digest() + signed[-uf.SIGNATURE_SIZE:]
+    v2 = uf.encode(weights("float16", cascade=True))
+    block = uf.HEADER.size + COUNT * 2  # where format 2's cascade block starts in an fp16 file
+    device = uf.encode(weights("float16", cascade=True), device_key=DEVICE_KEY)
     return {
+        "device_wrong_key": (uf.encode(weights("float16", cascade=True), device_key=OTHER_DEVICE_KEY), "signature",
+                             True, True, True),
+        "device_mac_flipped": (device[:-1] + bytes([device[-1] ^ 1]), "signature", True, True, True),
+        "device_not_accepted": (device, "signature", True, True, False),
+        "device_truncated_mac": (device[:-1], "truncated", True, True, True),
+        "device_and_signed_flags": (_put(device, 7, b"\x05"), "invalid", True, True, True),
         "good_fp16": (good, "ok", False, False),
         "good_fp32": (good32, "ok", False, False),
         "good_signed": (signed, "ok", True, True),
         "good_signed_unchecked": (signed, "ok", False, False),
         "bad_magic": (b"XXXX" + good[4:], "bad_magic", False, False),
-        "version_2": (_fix(_put(good, 4, struct.pack("<H", 2))), "version", False, False),
+        "version_3": (_fix(_put(v2, 4, struct.pack("<H", 3))), "version", False, False),
+        "v2_good_fp16": (v2, "ok", False, False),
+        "v2_good_fp32": (uf.encode(weights("float32", cascade=True)), "ok", False, False),
+        "v2_good_signed": (uf.encode(weights("float16", cascade=True), KEY), "ok", True, True),
+        "v2_without_block": (_fix(_put(good, 4, struct.pack("<H", 2))), "truncated", False, False),
+        "v1_with_block": (_fix(_put(v2, 4, struct.pack("<H", 1))), "length", False, False),
+        "v2_photos_zero": (_fix(_put(v2, block, b"\x00")), "length", False, False),
+        "v2_reserved_set": (_fix(_put(v2, block + 1, b"\x01")), "length", False, False),
+        "v2_embedding_count": (_fix(_put(v2, block + 2, struct.pack("<H", 64))), "length", False, False),
+        "v2_nan_embedding": (_fix(_put(v2, block + 4 + 2 * 5, np.array([np.nan], "<f2").tobytes())), "values",
+                             False, False),
+        "v2_zero_embedding": (_fix(_put(v2, block + 4, bytes(2 * spec.EMBEDDING_SIZE))), "values", False, False),
         "dtype_7": (_fix(_put(good, 6, b"\x07")), "dtype", False, False),
         "unknown_flags": (_fix(_put(good, 7, b"\x02")), "invalid", False, False),
         "truncated_header": (good[:50], "truncated", False, False),
@@ -98,10 +127,11 @@ def write(out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"layout_hash": LAYOUT, "model_version": MODEL_VERSION, "public_key": public_hex(KEY),
                 "vectors": []}
-    for name, (data, reason, with_key, require) in cases().items():
+    manifest["device_key"] = DEVICE_KEY.hex()
+    for name, (data, reason, with_key, require, *device) in cases().items():
         (out / f"{name}.hvu").write_bytes(data)
         manifest["vectors"].append({"file": f"{name}.hvu", "reason": reason, "public_key": with_key,
-                                    "require_signature": require})
+                                    "require_signature": require, "device_key": bool(device and device[0])})
     (out / "vectors.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
