@@ -43,6 +43,19 @@ Result<int64_t> constant(Module& module, const std::string& name) {
   return (*out)[0].toInt();
 }
 
+// A Module over `program` (which must outlive it) with "forward" loaded; the
+// caller holds a NoThreadPoolGuard, so XNNPACK's delegate gets no thread pool.
+Result<std::unique_ptr<Module>> forward_module(const std::vector<uint8_t>& program, const std::string& name) {
+  auto module = std::make_unique<Module>(std::make_unique<BufferDataLoader>(program.data(), program.size()));
+  EtError error = module->load(executorch::runtime::Program::Verification::InternalConsistency);
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
+  error = module->load_method("forward");
+  if (error != EtError::Ok)
+    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+  return module;
+}
+
 }  // namespace
 
 struct Runner::State {
@@ -62,15 +75,10 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   NoThreadPoolGuard no_pool;
   auto state = std::make_unique<State>();
   state->program = std::move(program);
-  state->module = std::make_unique<Module>(
-      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
+  auto loaded = forward_module(state->program, name);
+  if (!loaded.ok()) return loaded.error();
+  state->module = std::move(loaded.value());
   Module& module = *state->module;
-  EtError error = module.load(executorch::runtime::Program::Verification::InternalConsistency);
-  if (error != EtError::Ok)
-    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
-  error = module.load_method("forward");
-  if (error != EtError::Ok)
-    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
 
   auto layout = constant(module, "layout_hash");
   if (!layout.ok()) return layout.error();
@@ -160,14 +168,9 @@ Result<std::unique_ptr<Backbone>> Backbone::load(std::vector<uint8_t> program, c
   NoThreadPoolGuard no_pool;
   auto state = std::make_unique<State>();
   state->program = std::move(program);
-  state->module = std::make_unique<Module>(
-      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
-  EtError error = state->module->load(executorch::runtime::Program::Verification::InternalConsistency);
-  if (error != EtError::Ok)
-    return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
-  error = state->module->load_method("forward");
-  if (error != EtError::Ok)
-    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+  auto loaded = forward_module(state->program, name);
+  if (!loaded.ok()) return loaded.error();
+  state->module = std::move(loaded.value());
   return std::unique_ptr<Backbone>(new Backbone(std::move(state)));
 }
 
