@@ -43,17 +43,22 @@ Result<int64_t> constant(Module& module, const std::string& name) {
   return (*out)[0].toInt();
 }
 
-// A Module over `program` (which must outlive it) with "forward" loaded; the
-// caller holds a NoThreadPoolGuard, so XNNPACK's delegate gets no thread pool.
-Result<std::unique_ptr<Module>> forward_module(const std::vector<uint8_t>& program, const std::string& name) {
-  auto module = std::make_unique<Module>(std::make_unique<BufferDataLoader>(program.data(), program.size()));
-  EtError error = module->load(executorch::runtime::Program::Verification::InternalConsistency);
+// A State holding `program` and a Module over it (the bytes outlive the
+// Module) with "forward" loaded; the caller holds a NoThreadPoolGuard, so
+// XNNPACK's delegate gets no thread pool.
+template <typename State>
+Result<std::unique_ptr<State>> load_forward(std::vector<uint8_t> program, const std::string& name) {
+  auto state = std::make_unique<State>();
+  state->program = std::move(program);
+  state->module = std::make_unique<Module>(
+      std::make_unique<BufferDataLoader>(state->program.data(), state->program.size()));
+  EtError error = state->module->load(executorch::runtime::Program::Verification::InternalConsistency);
   if (error != EtError::Ok)
     return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
-  error = module->load_method("forward");
+  error = state->module->load_method("forward");
   if (error != EtError::Ok)
     return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
-  return module;
+  return state;
 }
 
 }  // namespace
@@ -73,11 +78,9 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   // The network runs on the calling thread: XNNPACK takes its pthreadpool when
   // the delegate is initialised (load_method), and a null pool means "inline".
   NoThreadPoolGuard no_pool;
-  auto state = std::make_unique<State>();
-  state->program = std::move(program);
-  auto loaded = forward_module(state->program, name);
+  auto loaded = load_forward<State>(std::move(program), name);
   if (!loaded.ok()) return loaded.error();
-  state->module = std::move(loaded.value());
+  std::unique_ptr<State> state = std::move(loaded.value());
   Module& module = *state->module;
 
   auto layout = constant(module, "layout_hash");
@@ -166,12 +169,9 @@ Backbone::~Backbone() = default;
 
 Result<std::unique_ptr<Backbone>> Backbone::load(std::vector<uint8_t> program, const std::string& name) {
   NoThreadPoolGuard no_pool;
-  auto state = std::make_unique<State>();
-  state->program = std::move(program);
-  auto loaded = forward_module(state->program, name);
+  auto loaded = load_forward<State>(std::move(program), name);
   if (!loaded.ok()) return loaded.error();
-  state->module = std::move(loaded.value());
-  return std::unique_ptr<Backbone>(new Backbone(std::move(state)));
+  return std::unique_ptr<Backbone>(new Backbone(std::move(loaded.value())));
 }
 
 Result<std::pair<std::vector<float>, std::vector<float>>> Backbone::run(const uint8_t* crops, int count) {
