@@ -1,7 +1,7 @@
 """Mutation testing of the runtime's decision path (issue 13): how many deliberate bugs the tests catch.
 
     pip install -e '.[test,mutation]'
-    python benchmarks/mutation.py                      # all four modules; results in runs/results/
+    python benchmarks/mutation.py                      # all five modules; results in runs/results/
     python benchmarks/mutation.py --module lockout     # one module (a shorter, bounded run)
     python benchmarks/mutation.py --publish            # writes benchmarks/results/mutation.{json,md}
 
@@ -47,12 +47,13 @@ STAGE = ROOT / "build" / "mutation-stage"  # one folder per module below it: run
 BUNDLE_CACHE = ROOT / "build" / "mutation-bundles"
 HYGIENE = RESULTS / "hygiene.json"
 PACKAGES = ("runtime", "sdk", "converters", "docs")  # what the selected tests import (a bundle ships docs/)
-MODULES = ("user_file", "verifier", "lockout", "trust")
+MODULES = ("user_file", "verifier", "lockout", "trust", "cascade")
 TESTS = {
     "user_file": ("tests/test_user_file.py", "tests/test_trust.py"),
     "verifier": ("tests/test_runtime.py", "tests/test_trust.py"),
     "lockout": ("tests/test_lockout.py",),
     "trust": ("tests/test_trust.py",),
+    "cascade": ("tests/test_cascade.py", "tests/test_trust.py"),
 }
 """Per module, the fast tests of the decision path that exercise it (mutmut then runs, for each
 mutant, only those of them that call the mutated function); one mutmut run per module."""
