@@ -99,23 +99,26 @@ import sys
 import numpy as np
 from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.image_io import read_image
-key = sys.argv[3]
-v = load(sys.argv[1], sys.argv[2], TrustPolicy.signed(key) if key else TrustPolicy.allow_unsigned("benchmark"))
-for p in sys.argv[4:]:
+key, cascade = sys.argv[3], sys.argv[4] == "cascade"
+v = load(sys.argv[1], sys.argv[2], TrustPolicy.signed(key) if key else TrustPolicy.allow_unsigned("benchmark"),
+         cascade=cascade)
+for p in sys.argv[5:]:
     v.verify(read_image(p), 'rgb')
 hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))
 training = sorted(m for m in sys.modules if m.startswith(('hyperverify.sdk', 'hyperverify.converters')))
 print(int(hwm.split()[1]) / 1024, int('torch' in sys.modules), ','.join(training))
 """
-"""Runs in a fresh interpreter: loads the runtime, verifies frames, reports its own peak RSS (MiB),
+"""Runs in a fresh interpreter: loads the runtime (f alone, or the cascade with its backbone program),
+verifies frames, reports its own peak RSS (MiB),
 whether torch got imported (the ExecuTorch Python bindings need it) and which training-side
 modules it imported (hyperverify.sdk and converters: must be none)."""
 
 
-def python_runtime_memory(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy) -> dict:
+def python_runtime_memory(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy,
+                          cascade: bool = False) -> dict:
     """Peak resident memory (MiB) of a fresh Python process that loads the runtime and verifies frames."""
     result = subprocess.run([sys.executable, "-c", RUNTIME_MEMORY_PROBE, str(bundle), str(user),
-                             trust.public_key.hex(), *map(str, images)],
+                             trust.public_key.hex(), "cascade" if cascade else "f-only", *map(str, images)],
                             capture_output=True, text=True, check=True)
     fields = result.stdout.strip().splitlines()[-1].split(" ")
     if len(fields) > 2 and fields[2]:
@@ -124,13 +127,13 @@ def python_runtime_memory(bundle: Path, user: Path, images: list[Path], trust: T
 
 
 def cpp_cli_run(cpp_cli: Path, bundle: Path, user: Path, crop: np.ndarray, calls: int, trust: TrustPolicy) -> dict:
-    """The C++ CLI's own timings and its peak memory (``/usr/bin/time -f %M``: the CLI is forked by
-    ``time``, a small process, so its figure is the CLI's own)."""
+    """The C++ CLI's own timings of f (``--f-only``) and its peak memory (``/usr/bin/time -f %M``: the
+    CLI is forked by ``time``, a small process, so its figure is the CLI's own)."""
     raw = bundle.parent / "bench-crop.rgb"
     raw.write_bytes(crop.tobytes())
     policy = ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
     out = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", str(cpp_cli), str(bundle), str(user), str(raw),
-                          *policy, "--bench", str(calls)], capture_output=True, text=True, check=True)
+                          *policy, "--f-only", "--bench", str(calls)], capture_output=True, text=True, check=True)
     text = out.stdout + out.stderr
     numbers = {k: float(v) for k, v in re.findall(r"(\w+)=([-+0-9.eE]+)", text)}
     for key in ("forward_median_us", "crop_median_us", "maxrss_kib"):
@@ -332,15 +335,19 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
     from hyperverify.runtime.tracking import FaceTracker, frame_detector
 
     tracked = load(bundle, user, trust, lockout=Lockout(rules=NO_LOCKOUT), detector=frame_detector(),
-                   tracker=FaceTracker())
+                   tracker=FaceTracker(), cascade=False)
     results.update(tracked_frame_path(tracked, read_image(images[0]), max(3, repeats), 30))
-    results["load_user"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
+    results["load_user"] = timed(lambda: load(bundle, user, trust, cascade=False), max(5, calls // 200), repeats)
+    if enrollment is not None:
+        results["load_user_cascade"] = timed(lambda: load(bundle, user, trust), max(5, calls // 200), repeats)
     sface = results["sface_executorch_python"]["median_us"]
     ratios = {"sface_executorch / f_executorch (Python)": sface / results["f_executorch_python"]["median_us"],
               **({"enrollment_program / f_executorch (Python)": results["enrollment_program_executorch_python"]["median_us"]
                   / results["f_executorch_python"]["median_us"]} if enrollment is not None else {}),
               "sface_eager / f_eager (extra)": results["sface_eager_pytorch"]["median_us"] / results["f_eager_pytorch"]["median_us"]}
     memory = {"python_runtime": python_runtime_memory(bundle, user, images[:20], trust)}
+    if enrollment is not None:
+        memory["python_runtime_cascade"] = python_runtime_memory(bundle, user, images[:20], trust, cascade=True)
     if cpp_cli is not None and cpp_cli.exists():
         cpp = cpp_cli_run(cpp_cli, bundle, user, crop, calls, trust)
         results["f_cpp_cli"] = {"median_us": cpp["forward_median_us"], "calls": calls}
@@ -373,8 +380,11 @@ def markdown(report: dict) -> str:
         spread = f"{r['min_us']:.1f}-{r['max_us']:.1f} µs" if "min_us" in r else "(the CLI's own median)"
         rows.append(f"| {name} | {unit} | {spread} | {100 * value / sface:.2f} % |")
     rows += [f"| {name} | {ratio:.0f}x | | |" for name, ratio in report["ratios"].items()]
-    py = report["memory"]["python_runtime"]
-    rows.append(f"| peak memory, fresh Python runtime process ({py['frames']} frames; VmHWM) | {py['peak_rss_mib']:.0f} MiB | | |")
+    for name, label in (("python_runtime", "f alone"), ("python_runtime_cascade", "the cascade")):
+        if name in report["memory"]:
+            py = report["memory"][name]
+            rows.append(f"| peak memory, fresh Python runtime process, {label} ({py['frames']} frames; VmHWM) "
+                        f"| {py['peak_rss_mib']:.0f} MiB | | |")
     for name, size in report.get("sizes", {}).items():
         rows.append(f"| size, {name.removesuffix('_bytes').replace('_', ' ')} | {size / 2**20:.2f} MiB | | |")
     if "cpp_cli" in report["memory"]:
