@@ -22,7 +22,8 @@ import pytest
 
 from hyperverify.converters.bundle import write_signed_manifest
 from hyperverify.runtime import Lockout, TrustPolicy, load
-from hyperverify.runtime.cascade import Band, band_for, cosine
+from hyperverify.runtime.cascade import Band, band_for, cosine, valid_band, valid_table
+from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.runtime.enroll import Enroller
 from hyperverify.runtime.faces import align
 from hyperverify.runtime.image_io import read_image
@@ -48,6 +49,19 @@ def test_the_rule() -> None:
     assert BAND.stricter(3.0) == Band(-2.0, 3.0, 0.4) and BAND.stricter(-5.0) == BAND
     assert cosine(np.array([1.0, 0.0]), np.array([2.0, 2.0])) == pytest.approx(2 ** -0.5)
     assert np.isnan(cosine(np.zeros(2), np.ones(2)))
+
+
+def test_which_band_a_file_gets_and_which_tables_are_valid() -> None:
+    band = {"escalate_from": -2.0, "accept_from": 1.0, "backbone_threshold": 0.4}
+    table = {"far": 2e-5, "quantile": 0.05, "backend": {"2": band, "3": {**band, "accept_from": 3.0}}}
+    assert valid_table(table)  # "device" is optional
+    assert band_for(table, False, 1).accept_from == 1.0  # below the calibrated counts: the smallest
+    assert band_for(table, False, 3).accept_from == 3.0 and band_for(table, False, 9).accept_from == 3.0
+    with pytest.raises(HyperverifyError, match="^this bundle has no cascade band for device-made user files$"):
+        band_for(table, True, 3)
+    assert not valid_table({**table, "backend": {"256": band}}) and valid_table({**table, "backend": {"255": band}})
+    assert not valid_band({**band, "backbone_threshold": -1.5}) and valid_band({**band, "backbone_threshold": -1.0})
+    assert cosine(np.array([0.5, 0.0]), np.array([0.25, 0.0])) == pytest.approx(1.0)  # norms under 1
 
 
 def test_the_bands_are_checked_like_every_manifest_field(bundle) -> None:
