@@ -80,6 +80,9 @@ HARMLESS: dict[str, str] = {
     "hyperverify.runtime.lockout.xǁLockoutRulesǁlock_seconds__mutmut_9":
         "caps the doublings at 65 instead of 64: the cap only keeps 2.0 ** n finite, min() with max_lock_seconds "
         "gives the same lock",
+    "hyperverify.runtime.cascade.x_band_for__mutmut_5":
+        "table.get(kind) for table.get(kind, {}): a missing kind is None instead of {}, refused by the same "
+        "`if not bands` with the same error",
     "hyperverify.runtime.lockout.xǁLockoutǁblocked__mutmut_8":
         "remaining() re-reads the state blocked() just read: the same state unless another process writes in between",
     "hyperverify.runtime.user_file.x__text__mutmut_10":
