@@ -25,7 +25,7 @@ import numpy as np
 from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, ImageError
 from hyperverify.runtime.faces import CROP_SIZE, FaceAligner
 from hyperverify.runtime.image_io import frame_to_rgb
-from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, checked_file
+from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, Manifest, checked_file
 from hyperverify.runtime.trust import TrustPolicy, open_manifest
 from hyperverify.runtime.user_file import UserWeights, check_device_key, write_user_file
 
@@ -44,12 +44,15 @@ class Enrollment:
 class Enroller:
     """The bundle's enrollment program, loaded once; not thread-safe (one enrollment at a time)."""
 
-    def __init__(self, bundle: str | Path, trust: TrustPolicy, aligner: FaceAligner | None = None) -> None:
+    def __init__(self, bundle: str | Path, trust: TrustPolicy, aligner: FaceAligner | None = None, *,
+                 manifest: Manifest | None = None) -> None:
+        """``manifest``: the bundle's, already opened under ``trust`` by the caller (the verifier
+        loading its cascade), so that the bundle's manifest is read and its signature checked once."""
         import torch
         from executorch.runtime import Runtime
 
         bundle = Path(bundle)
-        self.manifest = open_manifest(bundle, trust)
+        self.manifest = manifest if manifest is not None else open_manifest(bundle, trust)
         if ENROLLMENT_ROLE not in self.manifest.programs or self.manifest.enrollment is None:
             raise BundleError(f"{bundle}: this bundle ships no enrollment program; rebuild it with "
                               "`hyperverify build-sdk`")

@@ -272,7 +272,7 @@ def _cascade(bundle: Path, manifest: Manifest, weights: UserWeights, trust: Trus
         band = band_for(manifest.cascade, weights.device_made, weights.photos)
     except HyperverifyError as err:
         return None, str(err)
-    backbone = Enroller(bundle, trust)
+    backbone = Enroller(bundle, trust, manifest=manifest)
     return Cascade(band, weights.embedding, lambda crop: backbone.run(crop[None])[0]), ""
 
 
