@@ -147,8 +147,9 @@ def load_student(name: str) -> Student:
 
 def stage2_run(v: View1, student_name: str, base: bool, config: TrainConfig, name: str) -> dict:
     """Stage 2 (the paper's objectives) from a distilled student; ``base``: generator starts at s P^T e + b."""
-    model_config = ModelConfig("head", base=base)
-    state = stage2_state(load_student(student_name), model_config, v.train.images, v.train.embeddings, v.train.labels)
+    student = load_student(student_name)
+    model_config = ModelConfig("head", base=base, tier=student.trunk.layout)
+    state = stage2_state(student, model_config, v.train.images, v.train.embeddings, v.train.labels)
 
     def monitor(model: HyperModel) -> dict:
         m = pair_metrics(hyper_verifier(model), v.lfw, v.test)
@@ -225,7 +226,7 @@ def view2_part(args) -> dict:
         return {"monitor_accuracy": m["accuracy"], "monitor_auc": m["auc"]}
 
     out_dir = RUNS / f"acc-view2{args.tag}-{name}"
-    dconfig = DistillConfig(steps=args.steps, batch=args.batch, lr=args.lr)
+    dconfig = DistillConfig(layout=args.layout, steps=args.steps, batch=args.batch, lr=args.lr)
     tconfig = TrainConfig(steps=args.stage2_steps, identities=32, lr=args.stage2_lr, warmup=50,
                           eval_every=args.eval_every, checkpoint_every=args.eval_every)
     started = time.perf_counter()
@@ -385,8 +386,9 @@ def refine_part(v: View1, args) -> dict:
         base = hyper_verifier(model)
     else:
         student = load_student(args.student)
-        state = stage2_state(student, ModelConfig("head", base=True), v.train.images, v.train.embeddings, v.train.labels)
-        model = HyperModel(ModelConfig("head", base=True))
+        config = ModelConfig("head", base=True, tier=student.trunk.layout)
+        state = stage2_state(student, config, v.train.images, v.train.embeddings, v.train.labels)
+        model = HyperModel(config)
         model.load_state_dict(state)
         model.eval()
         base = hyper_verifier(model)

@@ -42,7 +42,6 @@ import collections
 import hashlib
 import json
 import random
-import tempfile
 import time
 from pathlib import Path
 

@@ -64,14 +64,18 @@ def flops_of_sface() -> tuple[int, int]:
     return sum(b.numel() for b in model.buffers() if b.dim() > 1), counter.get_total_flops()
 
 
-def flops_of_f() -> int:
+PAPER = spec.tier("paper")
+"""The method table is the paper tier's (the frontier of tiers is benchmarks/frontier.py's)."""
+
+
+def flops_of_f(tier: spec.Tier) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     from hyperverify.converters.torch_verifier import verifier_forward
 
-    params = {n: torch.zeros(s) for n, s in spec.SLICES}
+    params = {n: torch.zeros(s) for n, s in tier.slices}
     with FlopCounterMode(display=False) as counter:
-        verifier_forward(torch.zeros(1, 3, spec.INPUT_SIZE, spec.INPUT_SIZE), params)
+        verifier_forward(torch.zeros(1, 3, spec.INPUT_SIZE, spec.INPUT_SIZE), params, tier)
     return counter.get_total_flops()
 
 
@@ -143,8 +147,8 @@ def view2(lfw, celeba, results_dir: Path, tag: str = "") -> dict:
                                                   "calibration_people", "train_folds", "calibration_folds")}
                       for k, v in extras.items()},
             "hygiene": check(lfw, [celeba]).report(),
-            "size": {"f_parameters": spec.parameter_count(), "f_flops": flops_of_f(),
-                     "per_user_values": spec.parameter_count(spec.GENERATE_MODES["head"]),
+            "size": {"f_parameters": PAPER.parameter_count(), "f_flops": flops_of_f(PAPER),
+                     "per_user_values": PAPER.parameter_count(PAPER.generate_modes["head"]),
                      "sface_parameters": sface_params, "sface_flops": sface_flops},
             "config": dataclasses.asdict(VIEW2_CONFIG)}
 

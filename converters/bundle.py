@@ -41,6 +41,7 @@ GUIDES = ("integration-ios.md", "integration-android.md")
 @dataclass(frozen=True)
 class BundleInputs:
     shared: dict[str, torch.Tensor]
+    layout: spec.Tier
     generated: tuple[str, ...]
     model_version: str
     threshold: float
@@ -64,7 +65,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
     target = Path(target)
     staging = staging_dir(target)
     try:
-        module = SharedVerifier(inputs.shared, inputs.generated)
+        module = SharedVerifier(inputs.shared, inputs.generated, inputs.layout)
         programs = {"executorch-xnnpack": "verifier-xnnpack.pte", "executorch-portable": "verifier-portable.pte"}
         export_program(module, inputs.model_version, staging / programs["executorch-xnnpack"], "xnnpack")
         export_program(module, inputs.model_version, staging / programs["executorch-portable"], "portable")
@@ -73,7 +74,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
 
             programs["coreml-shared"] = "coreml/verifier-shared-ios17.mlpackage"
             (staging / "coreml").mkdir()
-            shared_package(inputs.shared, inputs.generated, staging / programs["coreml-shared"],
+            shared_package(inputs.shared, inputs.generated, inputs.layout, staging / programs["coreml-shared"],
                            metadata={"model_version": inputs.model_version, "threshold": f"{inputs.threshold:.6f}"})
         enrollment = None
         if inputs.enrollment is not None:
@@ -90,8 +91,8 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
         from importlib.metadata import version
 
         manifest = Manifest(
-            model_version=inputs.model_version, layout_hash=spec.layout_hash(inputs.generated),
-            generated=[n for n in spec.SLICE_NAMES if n in inputs.generated], threshold=inputs.threshold,
+            model_version=inputs.model_version, layout_hash=inputs.layout.layout_hash(inputs.generated),
+            generated=list(inputs.layout.ordered(inputs.generated)), tier=inputs.layout.name, threshold=inputs.threshold,
             target_far=inputs.target_far, files=files, programs=programs, enrollment=enrollment,
             cascade=inputs.cascade if enrollment is not None else None,
             versions={"user_file_format": FORMAT_VERSION, "executorch": version("executorch"),

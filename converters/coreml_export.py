@@ -67,7 +67,7 @@ margin. A device that also accumulates in fp16 (the Neural Engine may) can drift
 price of fp16, and why the fp32 package exists.
 """
 
-SPEC_KEYS = ("layout_hash", "input_size", "pixel_mean", "pixel_scale", "precision")
+SPEC_KEYS = ("layout_hash", "tier", "input_size", "pixel_mean", "pixel_scale", "precision")
 """Metadata keys owned by the spec and this module; a caller's value must agree with ours."""
 
 _DROPPED_METADATA = ("com.github.apple.coremltools.conversion_date",)  # changes daily: breaks determinism
@@ -79,8 +79,8 @@ def input_name(slice_name: str) -> str:
     return slice_name.replace(".", "_")
 
 
-def user_package(shared: dict[str, torch.Tensor], theta: np.ndarray, generated: tuple[str, ...], path: Path,
-                 precision: str = "float32", *, metadata: dict[str, str]) -> Path:
+def user_package(shared: dict[str, torch.Tensor], theta: np.ndarray, generated: tuple[str, ...], layout: spec.Tier,
+                 path: Path, precision: str = "float32", *, metadata: dict[str, str]) -> Path:
     """A complete ML program for one user (iOS 16+): shared slices and this user's ``theta`` baked in.
 
     ``theta`` holds exactly the ``generated`` slices (the user file's vector); ``metadata`` must give
@@ -88,19 +88,19 @@ def user_package(shared: dict[str, torch.Tensor], theta: np.ndarray, generated: 
     Returns ``path`` (an ``.mlpackage`` folder), replaced atomically if it exists.
     """
     _require(metadata, ("model_version", "user_id", "threshold"))
-    generated = _ordered(generated)
+    generated = layout.ordered(generated)
     theta = np.asarray(theta, dtype=np.float32).reshape(-1)
-    if theta.size != spec.parameter_count(generated):
+    if theta.size != layout.parameter_count(generated):
         raise ValueError(f"theta has {theta.size} values, the generated slices {generated} need "
-                         f"{spec.parameter_count(generated)}")
-    params = {n: shared[n].detach().float() for n in spec.SLICE_NAMES if n not in generated}
-    params.update(unflatten(torch.from_numpy(theta.copy()), generated))
-    module = SharedVerifier(params, generated=())  # every slice a constant: no user inputs
+                         f"{layout.parameter_count(generated)}")
+    params = {n: shared[n].detach().float() for n in layout.slice_names if n not in generated}
+    params.update(unflatten(torch.from_numpy(theta.copy()), generated, layout))
+    module = SharedVerifier(params, (), layout)  # every slice a constant: no user inputs
     description = f"hyperverify face verifier for user {metadata['user_id']} ({precision}): logit > threshold accepts"
     return _export(module, generated, path, precision, ct.target.iOS16, metadata, description)
 
 
-def shared_package(shared: dict[str, torch.Tensor], generated: tuple[str, ...], path: Path,
+def shared_package(shared: dict[str, torch.Tensor], generated: tuple[str, ...], layout: spec.Tier, path: Path,
                    metadata: dict[str, str]) -> Path:
     """One fp32 ML program for every user (iOS 17+): the user's slices are inputs after ``x``.
 
@@ -108,7 +108,7 @@ def shared_package(shared: dict[str, torch.Tensor], generated: tuple[str, ...], 
     by ``input_name`` with the slice's shape. ``metadata`` must give ``model_version``.
     """
     _require(metadata, ("model_version",))
-    module = SharedVerifier(shared, _ordered(generated))
+    module = SharedVerifier(shared, generated, layout)
     description = "hyperverify face verifier, shared by all users: feed the user's slices as inputs"
     return _export(module, module.generated, path, "float32", ct.target.iOS17, metadata, description)
 
@@ -168,7 +168,7 @@ def check_package(path: Path, module: SharedVerifier, precision: str, samples: i
     """
     atol, rtol = TOLERANCES[precision]
     rng = np.random.default_rng(seed)
-    shapes = dict(spec.SLICES)
+    shapes = dict(module.tier.slices)
     worst = 0.0
     for _ in range(samples):
         x = spec.to_input(rng.integers(0, 256, (1, spec.INPUT_SIZE, spec.INPUT_SIZE, spec.INPUT_CHANNELS), np.uint8))
@@ -196,7 +196,7 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
     if path.suffix != ".mlpackage":
         raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
     mlmodel = _convert(module.eval(), precision, target)
-    _stamp(mlmodel, generated, module.generated, precision, metadata, description)
+    _stamp(mlmodel, module.tier, generated, module.generated, precision, metadata, description)
     staging_root = staging_dir(path)
     try:
         staging = staging_root / path.name
@@ -211,8 +211,8 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
 
 
 def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.models.MLModel:
-    shapes = dict(spec.SLICES)
-    example = example_inputs(module.generated)
+    shapes = dict(module.tier.slices)
+    example = example_inputs(module.generated, module.tier)
     x = example[0]
     with torch.no_grad():
         traced = torch.jit.trace(module, example)
@@ -229,9 +229,9 @@ def _convert(module: SharedVerifier, precision: str, target: ct.target) -> ct.mo
         raise
 
 
-def _stamp(mlmodel: ct.models.MLModel, generated: tuple[str, ...], inputs: tuple[str, ...], precision: str,
-           metadata: dict[str, str], description: str) -> None:
-    ours = {"layout_hash": spec.layout_hash(generated), "input_size": str(spec.INPUT_SIZE),
+def _stamp(mlmodel: ct.models.MLModel, layout: spec.Tier, generated: tuple[str, ...], inputs: tuple[str, ...],
+           precision: str, metadata: dict[str, str], description: str) -> None:
+    ours = {"layout_hash": layout.layout_hash(generated), "tier": layout.name, "input_size": str(spec.INPUT_SIZE),
             "pixel_mean": repr(spec.PIXEL_MEAN), "pixel_scale": repr(spec.PIXEL_SCALE), "precision": precision}
     for key in SPEC_KEYS:
         if key in metadata and str(metadata[key]) != ours[key]:
@@ -291,13 +291,6 @@ def _require(metadata: dict[str, str], keys: tuple[str, ...]) -> None:
     missing = [k for k in keys if k not in metadata]
     if missing:
         raise ValueError(f"metadata must give {', '.join(missing)}")
-
-
-def _ordered(generated: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = set(generated) - set(spec.SLICE_NAMES)
-    if unknown:
-        raise ValueError(f"unknown slices {sorted(unknown)}; the spec has {spec.SLICE_NAMES}")
-    return tuple(n for n in spec.SLICE_NAMES if n in generated)
 
 
 # -- numpy reference for the MIL ops f lowers to ----------------------------------------------------

@@ -27,10 +27,10 @@ from hyperverify.runtime.atomic import atomic_write_bytes
 BACKENDS = ("xnnpack", "portable")
 
 
-def example_inputs(generated: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-    shapes = dict(spec.SLICES)
+def example_inputs(generated: tuple[str, ...], tier: spec.Tier) -> tuple[torch.Tensor, ...]:
+    shapes = dict(tier.slices)
     x = torch.zeros(1, spec.INPUT_CHANNELS, spec.INPUT_SIZE, spec.INPUT_SIZE)
-    return (x, *(torch.zeros(shapes[n]) for n in spec.SLICE_NAMES if n in generated))
+    return (x, *(torch.zeros(shapes[n]) for n in tier.ordered(generated)))
 
 
 def hash_to_int(text: str) -> int:
@@ -44,13 +44,13 @@ def to_program_bytes(module: SharedVerifier, model_version: str, backend: str = 
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    exported = torch.export.export(module.eval(), example_inputs(module.generated), strict=True)
+    exported = torch.export.export(module.eval(), example_inputs(module.generated, module.tier), strict=True)
     partitioner = []
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioner = [XnnpackPartitioner()]
-    constants = {"layout_hash": hash_to_int(spec.layout_hash(module.generated)),
+    constants = {"layout_hash": hash_to_int(module.tier.layout_hash(module.generated)),
                  "model_version": hash_to_int(model_version), "input_size": spec.INPUT_SIZE}
     edge = to_edge_transform_and_lower(exported, partitioner=partitioner, constant_methods=constants)
     return edge.to_executorch().buffer
@@ -82,14 +82,14 @@ def check_program(data: bytes, module: SharedVerifier, atol: float = 1e-4) -> No
     """Verify stage: the lowered program must match eager PyTorch, or nothing is written."""
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(t.shape, generator=generator) * (0.05 if i else 1.0)
-              for i, t in enumerate(example_inputs(module.generated))]
+              for i, t in enumerate(example_inputs(module.generated, module.tier))]
     expected = module(*inputs).detach().numpy()
     got = run_program(data, inputs[0].numpy(), [t.numpy() for t in inputs[1:]])
     if not np.allclose(got, expected, atol=atol, rtol=1e-4):
         raise RuntimeError(f"lowered program differs from eager PyTorch by {np.abs(got - expected).max():.2e}")
 
 
-def user_slices(theta: np.ndarray, generated: tuple[str, ...]) -> list[np.ndarray]:
+def user_slices(theta: np.ndarray, generated: tuple[str, ...], tier: spec.Tier) -> list[np.ndarray]:
     """A user's flat theta split into the program's per-user inputs, in input order."""
-    parts = unflatten(torch.from_numpy(np.asarray(theta, np.float32)), generated)
-    return [parts[n].numpy() for n in spec.SLICE_NAMES if n in generated]
+    parts = unflatten(torch.from_numpy(np.asarray(theta, np.float32)), generated, tier)
+    return [parts[n].numpy() for n in tier.ordered(generated)]

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from hyperverify.runtime import spec
 
 
-def unflatten(theta: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+def unflatten(theta: torch.Tensor, names: tuple[str, ...], tier: spec.Tier) -> dict[str, torch.Tensor]:
     """Split a flat vector (n,) or batch (B, n) holding exactly ``names`` into named slices."""
     out = {}
-    for name, (start, shape) in spec.offsets(names).items():
+    for name, (start, shape) in tier.offsets(names).items():
         piece = theta[..., start:start + spec.slice_size(shape)]
         out[name] = piece.reshape(*theta.shape[:-1], *shape)
     return out
@@ -32,16 +32,16 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: spec.
     return out.reshape(batch, conv.out_channels, *out.shape[2:])
 
 
-def features(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The convolutional trunk: Bx3x64x64 normalised input -> Bx384."""
-    for conv in spec.CONVS:
+def features(x: torch.Tensor, params: dict[str, torch.Tensor], tier: spec.Tier) -> torch.Tensor:
+    """The convolutional trunk: Bx3x64x64 normalised input -> B x tier.features."""
+    for conv in tier.convs:
         x = F.relu(_conv(x, params[f"{conv.name}.weight"], params[f"{conv.name}.bias"], conv))
     return x.flatten(1)
 
 
-def verifier_forward(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+def verifier_forward(x: torch.Tensor, params: dict[str, torch.Tensor], tier: spec.Tier) -> torch.Tensor:
     """f(x_i; theta_i) for every sample: B logits."""
-    feats = features(x, params)
+    feats = features(x, params, tier)
     weight, bias = params["head.weight"], params["head.bias"]
     if weight.dim() == 2:
         return F.linear(feats, weight, bias)[:, 0]
@@ -55,14 +55,15 @@ class SharedVerifier(torch.nn.Module):
     run time in the order of ``generated`` (the spec's slice order).
     """
 
-    def __init__(self, shared: dict[str, torch.Tensor], generated: tuple[str, ...]) -> None:
+    def __init__(self, shared: dict[str, torch.Tensor], generated: tuple[str, ...], tier: spec.Tier) -> None:
         super().__init__()
-        self.generated = tuple(n for n in spec.SLICE_NAMES if n in generated)
-        self._shared_names = tuple(n for n in spec.SLICE_NAMES if n not in self.generated)
+        self.tier = tier
+        self.generated = tier.ordered(generated)
+        self._shared_names = tuple(n for n in tier.slice_names if n not in self.generated)
         for name in self._shared_names:
             self.register_buffer(name.replace(".", "_"), shared[name].detach().float().clone())
 
     def forward(self, x: torch.Tensor, *user_slices: torch.Tensor) -> torch.Tensor:
         params = {n: getattr(self, n.replace(".", "_")) for n in self._shared_names}
         params.update(zip(self.generated, user_slices))
-        return verifier_forward(x, params)
+        return verifier_forward(x, params, self.tier)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from hyperverify.runtime import spec
 from hyperverify.runtime.cascade import valid_table
@@ -58,6 +58,11 @@ class Manifest:
     versions: dict = field(default_factory=dict)
     enrollment: dict | None = None  # {"threshold", "head", "max_crops"} when the bundle ships ENROLLMENT_ROLE
     cascade: dict | None = None  # the cascade's bands (``runtime/cascade.py``); needs ENROLLMENT_ROLE
+    tier: str = spec.DEFAULT_TIER  # f's size (``spec.TIERS``); bundles from before tiers are the paper's
+
+    @property
+    def layout(self) -> spec.Tier:
+        return spec.tier(self.tier)
 
     def to_json(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k not in ("enrollment", "cascade") or v is not None}
@@ -134,8 +139,9 @@ _CHECKS = {
                              and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
                              and 1 <= v["max_crops"] <= 255),
     "cascade": valid_table,
+    "tier": lambda v: isinstance(v, str) and v in spec.TIERS,
 }
-OPTIONAL = ("input", "versions", "enrollment", "cascade")
+OPTIONAL = ("input", "versions", "enrollment", "cascade", "tier")
 
 
 def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
@@ -171,10 +177,10 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: the enrollment program and its settings must come together")
     if manifest.cascade is not None and manifest.enrollment is None:
         raise BundleError(f"{source}: a cascade needs the enrollment program (it runs the backbone)")
-    generated = manifest.generated
-    if not generated or not set(generated) <= set(spec.SLICE_NAMES) or len(set(generated)) != len(generated):
-        raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated}")
-    expected = spec.layout_hash(tuple(manifest.generated))
+    generated, layout = manifest.generated, manifest.layout
+    if not generated or not set(generated) <= set(layout.slice_names) or len(set(generated)) != len(generated):
+        raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated} for tier {layout.name}")
+    expected = layout.layout_hash(tuple(manifest.generated))
     if manifest.layout_hash != expected:
         raise BundleError(f"{source}: bundle is for verifier layout {manifest.layout_hash}, this runtime has {expected}")
     return manifest

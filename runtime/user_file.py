@@ -68,7 +68,7 @@ FLAG_SIGNED = 1
 FLAG_DEVICE = 4  # bit 1 stays unused: old readers and the test vectors use 0x02 as "unknown flags"
 MAC_SIZE = 32
 MIN_DEVICE_KEY_BYTES = 32
-MAX_COUNT = spec.parameter_count()
+MAX_COUNT = spec.MAX_THETA
 MAX_FILE_SIZE = (HEADER.size + MAX_COUNT * 4 + CASCADE_BLOCK.size + spec.EMBEDDING_SIZE * 4 + CHECKSUM_SIZE
                  + SIGNATURE_SIZE)  # the largest valid file
 

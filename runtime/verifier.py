@@ -112,7 +112,7 @@ class ProgramRunner:
 class Verifier:
     """One user's verifier on this device; not thread-safe (one camera loop per instance)."""
 
-    def __init__(self, runner: ProgramRunner, weights: UserWeights, generated: tuple[str, ...],
+    def __init__(self, runner: ProgramRunner, weights: UserWeights, layout: spec.Tier, generated: tuple[str, ...],
                  detector: FaceDetector | None = None, lockout: Lockout | None = None,
                  frames_required: int = 1, window: int = 1, *, floor: float,
                  tracker: FaceTracker | None = None, cascade: Cascade | None = None,
@@ -136,11 +136,11 @@ class Verifier:
         self.frames_required, self.window = frames_required, window
         self._recent: collections.deque[bool] = collections.deque(maxlen=window)
         self._runner = runner
-        needed = spec.parameter_count(generated)
+        needed = layout.parameter_count(generated)
         if weights.theta.size != needed:
             raise BundleError(f"user file holds {weights.theta.size} values, the program needs {needed}")
         self._user_inputs = [torch.from_numpy(weights.theta[start:start + spec.slice_size(shape)].reshape(shape).copy())
-                             for start, shape in spec.offsets(generated).values()]
+                             for start, shape in layout.offsets(generated).values()]
 
     def score_crop(self, crop: np.ndarray) -> float:
         """f's logit for a 112x112x3 uint8 RGB aligned crop."""
@@ -255,7 +255,7 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
     chosen, reason = _cascade(bundle, manifest, weights, trust) if cascade is not False else (None, "f-only requested")
     if cascade and chosen is None:
         raise BundleError(f"the cascade cannot run: {reason}")
-    return Verifier(ProgramRunner(program), weights, tuple(manifest.generated), detector, lockout,
+    return Verifier(ProgramRunner(program), weights, manifest.layout, tuple(manifest.generated), detector, lockout,
                     frames_required, window, floor=calibrated_floor(manifest, weights), tracker=tracker,
                     cascade=chosen, f_only_reason=reason)
 

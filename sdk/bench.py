@@ -226,7 +226,7 @@ def tracked_frame_path(verifier, photo: np.ndarray, sessions: int, frames: int) 
     frame and from an NV21 buffer. Each is the median over sessions of that session's median (mean
     for the amortised row), with the min-max over sessions as the spread."""
     from hyperverify.runtime.faces import align
-    from hyperverify.runtime.tracking import FaceTracker, appearance, frame_detector
+    from hyperverify.runtime.tracking import FaceTracker, frame_detector
 
     clips = [[cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in moving_frames(photo, frames, seed)]
              for seed in range(sessions)]
@@ -313,15 +313,15 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
         sizes = {"enrollment_program_bytes": (bundle / path).stat().st_size,
                  "f_program_bytes": (bundle / verifier_program(bundle, trust)).stat().st_size}
 
-    from hyperverify.converters.torch_verifier import unflatten, verifier_forward
+    from hyperverify.converters.torch_verifier import verifier_forward
     from hyperverify.sdk.enroll import load_default
 
     model, _ = load_default(bundle / "server" / "enrollment-model.pt")
     params = {k: v.detach() for k, v in model.shared_params().items()}
-    params.update(unflatten(torch.from_numpy(verifier.weights.theta), model.config.generated))
+    params.update(model.slices(torch.from_numpy(verifier.weights.theta)))
     xt = torch.from_numpy(x)
     with torch.no_grad():
-        results["f_eager_pytorch"] = timed(lambda: verifier_forward(xt, params), calls, repeats)
+        results["f_eager_pytorch"] = timed(lambda: verifier_forward(xt, params, model.config.layout), calls, repeats)
         from hyperverify.sdk.backbone import shared_backbone
 
         backbone = shared_backbone()

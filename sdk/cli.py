@@ -16,6 +16,7 @@ from hyperverify.sdk.quiet import silence_third_party
 
 if TYPE_CHECKING:
     from hyperverify.sdk.evaluate import Evaluation
+    from hyperverify.sdk.hypernet import ModelConfig
 
 EPILOG = """\
 typical session:
@@ -187,8 +188,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate of the shipped threshold")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps")
     p.add_argument("--identities", type=int, default=64, help="identities per batch (P); 4 images each")
-    p.add_argument("--generate", choices=sorted(spec.GENERATE_MODES), default="head",
-                   help="which slices of f the hypernetwork generates per user (the rest are shared)")
+    p.add_argument("--tier", choices=list(spec.TIERS), default=spec.DEFAULT_TIER,
+                   help="f's size (runtime/spec.py TIERS; README 'Tiers'): 10k, the paper's 23k / 5 MFLOPs, "
+                        "100k / 20 MFLOPs or 400k / 80 MFLOPs")
+    p.add_argument("--generate", default="head",
+                   help="which slices of f the hypernetwork generates per user (the rest are shared): head, "
+                        "<last conv>+head (conv4+head for the paper tier) or all")
     p.add_argument("--no-kcs", action="store_true", help="ablation: random negatives only")
     p.add_argument("--no-schedule", action="store_true", help="ablation: constant KCS share and norm weight")
     p.add_argument("--no-norm", action="store_true", help="ablation: no norm penalty on generated weights")
@@ -212,9 +217,19 @@ def parse_folds(text: str) -> list[int]:
 
 
 @command("train", _train_args)
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    """The --tier and --generate choices as a ModelConfig, or a usage error naming the tier's modes."""
+    from hyperverify.sdk.hypernet import ModelConfig
+
+    try:
+        return ModelConfig(generate=args.generate, tier=args.tier)
+    except ValueError as err:
+        raise HyperverifyError(f"--generate: {err} (tier {args.tier})") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     """Train the hypernetwork on celeba940 + LFW training folds, calibrate the threshold, save model.pt."""
-    from hyperverify.sdk.hypernet import ModelConfig, load_model, save_model
+    from hyperverify.sdk.hypernet import load_model, save_model
     from hyperverify.sdk.recipe import fold_people, load_sets, train_recipe
     from hyperverify.sdk.train import TrainConfig
 
@@ -224,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
                          distill_weight=0.0 if args.no_distill else TrainConfig.distill_weight,
                          weighted=not args.unweighted, seed=args.seed, resample_augment=args.resample_augment)
     model, extra = train_recipe(lfw, celeba, fold_people(), parse_folds(args.train_folds),
-                                parse_folds(args.calibration_folds), ModelConfig(generate=args.generate),
+                                parse_folds(args.calibration_folds), model_config(args),
                                 config, args.out, far=args.far)
     cal, hygiene = extra["calibration"], extra["hygiene"]
     print(f"hygiene: merged {hygiene['merged_count']} groups of LFW names, dropped "

@@ -17,8 +17,8 @@ backbone's cosine as f can approximate it, for any enrollment embedding e_enroll
 BatchNorm exists only during training: ``Trunk.folded()`` folds it into each convolution's weight
 and bias, which is what is saved and exported (runtime/spec.py's layout stays plain conv+bias+ReLU).
 
-The trunk's layout is a training-side config (``LAYOUTS``); ``"paper"`` is runtime/spec.py's CONVS,
-the only layout the runtime exports today; the others are measured on View 1 to decide the next one.
+The trunk's layout is a training-side config (``LAYOUTS``): runtime/spec.py's tiers, which export,
+and a few more that were measured on View 1 to choose them.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ class Layer:
 
 
 LAYOUTS: dict[str, tuple[Layer, ...]] = {
-    "paper": tuple(Layer(c.out_channels, c.kernel, c.stride) for c in spec.CONVS),
+    **{name: tuple(Layer(c.out_channels, c.kernel, c.stride) for c in t.convs) for name, t in spec.TIERS.items()},
     "wide-early": (Layer(16), Layer(32), Layer(32), Layer(24)),
     "five": (Layer(12), Layer(24), Layer(32), Layer(24, stride=1), Layer(24)),
     "stem5": (Layer(12, kernel=5), Layer(24), Layer(40), Layer(24)),
     "big": (Layer(24), Layer(48), Layer(48, stride=1), Layer(64), Layer(48)),
 }
-"""Trunk layouts (input 3x64x64); each Layer is conv kxk / stride, padding k//2, then BN + ReLU."""
+"""Trunk layouts (input 3x64x64); each Layer is conv kxk / stride, padding k//2, then BN + ReLU.
+The runtime/spec.py tiers are the layouts that export; the others were measured on View 1 only."""
 
 
 class Trunk(torch.nn.Module):
@@ -97,11 +98,11 @@ class Trunk(torch.nn.Module):
         return out
 
     def shared_slices(self) -> dict[str, torch.Tensor]:
-        """The folded trunk under runtime/spec.py's slice names (the ``paper`` layout only)."""
-        if self.layout != "paper":
-            raise ValueError(f"layout {self.layout!r} is not runtime/spec.py's; only 'paper' exports today")
+        """The folded trunk under its runtime/spec.py tier's slice names (tier layouts only)."""
+        if self.layout not in spec.TIERS:
+            raise ValueError(f"layout {self.layout!r} is not a runtime/spec.py tier, so it does not export")
         out = {}
-        for conv, (weight, bias) in zip(spec.CONVS, self.folded()):
+        for conv, (weight, bias) in zip(spec.TIERS[self.layout].convs, self.folded()):
             out[f"{conv.name}.weight"], out[f"{conv.name}.bias"] = weight, bias
         return out
 
@@ -227,7 +228,7 @@ def student_features(student: Student, x: torch.Tensor, batch: int = 1024) -> to
 @torch.no_grad()
 def stage2_state(student: Student, model_config, images: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
                  seed: int = 0, sample: int = 1024) -> dict[str, torch.Tensor]:
-    """A HyperModel's starting weights from a distilled ``paper`` student: the folded trunk as the
+    """A HyperModel's starting weights from a distilled student of the model's tier: the folded trunk as the
     shared slices and, with ``model_config.base``, P as the generator's projection, with the scale s
     and bias b of the head fitted by a class-balanced logistic regression of same/different on
     <P f(x_b), e_a> over the pairs of a sample of training images."""
@@ -260,7 +261,7 @@ def two_stage(data, distill_config: DistillConfig, train_config, out_dir: Path, 
     from hyperverify.sdk.hypernet import HyperModel, ModelConfig
     from hyperverify.sdk.train import train
 
-    model_config = ModelConfig("head", base=True)
+    model_config = ModelConfig("head", base=True, tier=distill_config.layout)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def as_model(student: Student) -> HyperModel:

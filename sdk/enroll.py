@@ -89,7 +89,7 @@ def weights_from_faces(model: HyperModel, extra: dict, crops: np.ndarray, embedd
         threshold = extra["threshold_generated_head"]
     pooled = embeddings.mean(0)
     return UserWeights(theta=theta.numpy(), threshold=float(threshold),
-                       layout_hash=spec.layout_hash(model.config.generated),
+                       layout_hash=model.config.layout_hash,
                        model_version=model_version(model, extra), user_id=user_id, dtype=dtype,
                        embedding=pooled / np.linalg.norm(pooled), photos=len(crops))
 

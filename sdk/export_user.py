@@ -30,7 +30,7 @@ def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bo
     and (``enrollment``) the on-device enrollment program (``sdk.enroll_program``) with the cascade's
     bands when the model was shipped with them (``benchmarks/ship_model.py``).
     ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
-    return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.generated,
+    return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.layout, model.config.generated,
                         model_version(model, extra), float(extra["threshold"]), float(extra["target_far"]),
                         model_bytes, coreml, enrollment_inputs(model, extra) if enrollment else None,
                         extra.get("cascade"))
@@ -95,6 +95,6 @@ def _write_user(out: Path, user_id: str, weights: dict, key: Ed25519PrivateKey, 
         meta = {"model_version": user.model_version, "user_id": user_id, "threshold": f"{user.threshold:.6f}"}
         for precision in ("float32", "float16"):
             path = out / f"{user_id}-{precision.replace('float', 'fp')}.mlpackage"
-            user_package(shared, user.theta, model.config.generated, path, precision=precision, metadata=meta)
+            user_package(shared, user.theta, model.config.generated, model.config.layout, path, precision=precision, metadata=meta)
             written.append(path)
     return written

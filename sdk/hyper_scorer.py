@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyperverify.converters.torch_verifier import features, unflatten
 from hyperverify.runtime import spec
 from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.sdk.hypernet import HyperModel, load_model
@@ -40,8 +39,8 @@ def pair_logits(model: HyperModel, data: PreparedSet, a: np.ndarray, b: np.ndarr
     x = torch.from_numpy(spec.to_input(spec.reduce_crop(data.crops[rows])))
     theta = model.theta(torch.from_numpy(data.embeddings[rows]))
     if model.config.generate == "head":
-        feats = torch.cat([features(x[i:i + batch], model.shared_params()) for i in range(0, len(x), batch)])
-        head = unflatten(theta, model.config.generated)
+        feats = torch.cat([model.trunk(x[i:i + batch]) for i in range(0, len(x), batch)])
+        head = model.slices(theta)
         weight, bias = head["head.weight"][:, 0], head["head.bias"][:, 0]
         return ((weight[ia] * feats[ib]).sum(1) + bias[ia]).numpy()
     out = [model.score(x[ib[i:i + batch]], theta[ia[i:i + batch]]) for i in range(0, len(ia), batch)]

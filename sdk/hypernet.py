@@ -28,23 +28,33 @@ MODEL_FORMAT = 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    generate: str = "head"  # a key of spec.GENERATE_MODES
+    generate: str = "head"  # a key of the tier's generate_modes
     hidden: int = 512
     base: bool = False  # head = s * P^T e + b + MLP residual (sdk.distill's projection head as the start)
+    tier: str = spec.DEFAULT_TIER  # a key of spec.TIERS (checkpoints from before tiers are the paper's)
 
     def __post_init__(self) -> None:
-        if self.generate not in spec.GENERATE_MODES:
-            raise ValueError(f"generate must be one of {sorted(spec.GENERATE_MODES)}, got {self.generate!r}")
+        modes = spec.tier(self.tier).generate_modes
+        if self.generate not in modes:
+            raise ValueError(f"generate must be one of {sorted(modes)}, got {self.generate!r}")
         if self.base and self.generate != "head":
             raise ValueError("base (the projection head) needs generate='head'")
 
     @property
+    def layout(self) -> spec.Tier:
+        return spec.tier(self.tier)
+
+    @property
     def generated(self) -> tuple[str, ...]:
-        return spec.GENERATE_MODES[self.generate]
+        return self.layout.generate_modes[self.generate]
 
     @property
     def shared(self) -> tuple[str, ...]:
-        return tuple(n for n in spec.SLICE_NAMES if n not in self.generated)
+        return tuple(n for n in self.layout.slice_names if n not in self.generated)
+
+    @property
+    def layout_hash(self) -> str:
+        return self.layout.layout_hash(self.generated)
 
 
 def _init_scale(name: str, shape: tuple[int, ...]) -> float:
@@ -71,13 +81,13 @@ class Generator(torch.nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.names = config.generated
-        size = spec.parameter_count(self.names)
+        size = config.layout.parameter_count(self.names)
         self.net = torch.nn.Sequential(
             torch.nn.Linear(EMBEDDING_DIM, config.hidden), torch.nn.GELU(),
             torch.nn.Linear(config.hidden, config.hidden), torch.nn.GELU(),
             torch.nn.Linear(config.hidden, size),
         )
-        scale = torch.cat([torch.full((spec.slice_size(s),), _init_scale(n, s)) for n, s in spec.SLICES if n in self.names])
+        scale = torch.cat([torch.full((spec.slice_size(s),), _init_scale(n, s)) for n, s in config.layout.slices if n in self.names])
         self.register_buffer("scale", scale)
         with torch.no_grad():  # unit-variance raw output at init, so theta starts at fan-in scale
             probe = F.normalize(torch.randn(256, EMBEDDING_DIM), dim=1)
@@ -87,7 +97,7 @@ class Generator(torch.nn.Module):
         if config.base:
             with torch.no_grad():
                 self.net[-1].weight.zero_()
-            self.projection = torch.nn.Parameter(torch.zeros(EMBEDDING_DIM, spec.FEATURES))
+            self.projection = torch.nn.Parameter(torch.zeros(EMBEDDING_DIM, config.layout.features))
             self.base_scale = torch.nn.Parameter(torch.ones(()))
             self.base_bias = torch.nn.Parameter(torch.zeros(()))
 
@@ -118,7 +128,7 @@ class HyperModel(torch.nn.Module):
         self.config = config
         self.generator = Generator(config)
         self.shared = torch.nn.ParameterDict()
-        shapes = dict(spec.SLICES)
+        shapes = dict(config.layout.slices)
         for name in config.shared:
             scale = _init_scale(name, shapes[name])
             init = torch.randn(shapes[name]) * scale if name.endswith(".weight") else torch.zeros(shapes[name])
@@ -131,18 +141,26 @@ class HyperModel(torch.nn.Module):
         """Generated slices for each enrollment (B x n_generated)."""
         return self.generator(embeddings)
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's features (B x the tier's features), valid when only the head is generated."""
+        return features(x, self.shared_params(), self.config.layout)
+
+    def slices(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Generated theta (n,) or (B, n) split into its named slices."""
+        return unflatten(theta, self.config.generated, self.config.layout)
+
     def score(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """f(x_i; theta_i): B logits."""
         params = dict(self.shared_params())
-        params.update(unflatten(theta, self.config.generated))
-        return verifier_forward(x, params)
+        params.update(self.slices(theta))
+        return verifier_forward(x, params, self.config.layout)
 
     def score_matrix(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """All pairs: A enrollments x B probes, when only the head is generated (shared trunk)."""
         if self.config.generate != "head":
             raise ValueError("score_matrix needs generate='head' (a shared trunk)")
-        head = unflatten(theta, self.config.generated)
-        feats = features(x, self.shared_params())
+        head = self.slices(theta)
+        feats = self.trunk(x)
         return head["head.weight"][:, 0] @ feats.T + head["head.bias"]
 
 
@@ -150,7 +168,7 @@ def save_model(model: HyperModel, path: Path, extra: dict, half: bool = False) -
     """Atomic checkpoint with its config; ``half`` stores fp16 weights (the committed default)."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "config": dataclasses.asdict(model.config),
-               "layout_hash": spec.layout_hash(model.config.generated), "state": state, "extra": extra}
+               "layout_hash": model.config.layout_hash, "state": state, "extra": extra}
     with atomic_open(path, "wb") as fh:
         torch.save(payload, fh)
 
@@ -167,7 +185,7 @@ def load_model(path: str | Path) -> tuple[HyperModel, dict]:
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise HyperverifyError(f"{path}: unsupported model format (expected {MODEL_FORMAT})")
     config = ModelConfig(**payload["config"])
-    if payload["layout_hash"] != spec.layout_hash(config.generated):
+    if payload["layout_hash"] != config.layout_hash:
         raise HyperverifyError(f"{path}: trained for another verifier layout ({payload['layout_hash']})")
     model = HyperModel(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()})
@@ -183,7 +201,7 @@ def model_version(model: HyperModel, extra: dict | None = None) -> str:
     and a refined head and its threshold with the bank it was refined against, so a runtime refuses
     weights from another model version.
     """
-    digest = hashlib.sha256(spec.layout_hash(model.config.generated).encode())
+    digest = hashlib.sha256(model.config.layout_hash.encode())
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().to(torch.float16).cpu().numpy().tobytes())

@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hyperverify.converters.torch_verifier import features, unflatten
 from hyperverify.runtime import spec
 from hyperverify.sdk.datasets import Pairs
 from hyperverify.sdk.hypernet import HyperModel
@@ -45,10 +44,10 @@ def hyper_verifier(model: HyperModel) -> OneWay:
 
     def heads(emb: torch.Tensor, small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            head = unflatten(model.theta(emb), model.config.generated)
+            head = model.slices(model.theta(emb))
         return head["head.weight"][:, 0], head["head.bias"][:, 0]
 
-    return OneWay(lambda x: features(x, model.shared_params()), heads)
+    return OneWay(model.trunk, heads)
 
 
 def refined(verifier: OneWay, bank: torch.Tensor, config: RefineConfig) -> OneWay:

@@ -85,7 +85,7 @@ class OneWayScorer:
         weights = weights_from_faces(self.model, self.extra, crop[None], embedding[None], "owner", "float16", None)
         shipped = decode(encode(weights, self._key), public_key=self._trust.verifying_key(),
                          require_signature=True, expected_layout=self.manifest.layout_hash)
-        return Verifier(self._runner, shipped, tuple(self.manifest.generated), self._detector,
+        return Verifier(self._runner, shipped, self.manifest.layout, tuple(self.manifest.generated), self._detector,
                         Lockout(rules=NO_LOCKOUT), floor=self.manifest.threshold)
 
     def score(self, data: PreparedSet, a: np.ndarray, b: np.ndarray, fold: np.ndarray | None) -> np.ndarray:

@@ -132,14 +132,11 @@ def refine_theta(model, extra: dict, small: np.ndarray, theta: torch.Tensor) -> 
     """A user's generated theta (head mode: 384 weights then the bias) refined on the model's own bank.
 
     ``small``: k x 64x64x3 uint8, the enrollment images as f sees them."""
-    from hyperverify.converters.torch_verifier import features
-
     config = config_of(extra)
     if config is None:
         raise ValueError("this model carries no refinement bank (extra['refine'])")
     if model.config.generate != "head":
         raise ValueError("refinement needs generate='head' (a shared trunk)")
-    shared = model.shared_params()
-    weight, bias = refined_heads(lambda x: features(x, shared), theta[None, :-1], theta[None, -1], small[None],
+    weight, bias = refined_heads(model.trunk, theta[None, :-1], theta[None, -1], small[None],
                                  extra["refine"]["bank"], config)
     return torch.cat([weight[0], bias])

@@ -33,7 +33,7 @@ from coremltools.converters.mil.frontend.milproto import load as milproto
 from hyperverify.converters import coreml_export
 from hyperverify.converters.coreml_export import (input_name, package_metadata, run_package, shared_package,
                                                    user_package)
-from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
+from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig, model_version
 
@@ -47,14 +47,15 @@ PROBES = 4
 class Models:
     """A seeded model, three users' theta, and their saved packages (built once per module)."""
 
-    def __init__(self, root: Path, generate: str = "head") -> None:
+    def __init__(self, root: Path, generate: str = "head", tier: str = "paper") -> None:
         torch.manual_seed(0)
-        self.model = HyperModel(ModelConfig(generate)).eval()
+        self.model = HyperModel(ModelConfig(generate, tier=tier)).eval()
         self.generated = self.model.config.generated
+        self.layout = self.model.config.layout
         self.shared = {k: v.detach() for k, v in self.model.shared_params().items()}
         self.version = model_version(self.model)
-        scale = np.ones(spec.parameter_count(self.generated), np.float32)
-        for name, (start, shape) in spec.offsets(self.generated).items():
+        scale = np.ones(self.layout.parameter_count(self.generated), np.float32)
+        for name, (start, shape) in self.layout.offsets(self.generated).items():
             if name.startswith("head."):
                 scale[start:start + spec.slice_size(shape)] = HEAD_SCALE
         with torch.no_grad():
@@ -64,7 +65,7 @@ class Models:
     def user(self, i: int, precision: str) -> Path:
         path = self.root / f"user{i}-{precision}.mlpackage"
         if not path.exists():
-            user_package(self.shared, self.theta[i], self.generated, path, precision=precision,
+            user_package(self.shared, self.theta[i], self.generated, self.layout, path, precision=precision,
                          metadata={"model_version": self.version, "user_id": f"user{i}", "threshold": "1.250000"})
         return path
 
@@ -130,7 +131,7 @@ def test_precision_is_what_was_asked_for(models: Models) -> None:
         model_spec, main = _program(models.user(0, precision))
         assert model_spec.specificationVersion == 7  # iOS 16
         convs = [op for op in main.operations if op.op_type == "conv"]
-        assert len(convs) == len(spec.CONVS)
+        assert len(convs) == len(models.layout.convs)
         assert all(op.inputs["weight"].val.dtype == dtype for op in convs), precision
     assert (coreml_export._item_path(models.user(0, "float16"), "weights") / "weight.bin").stat().st_size < \
         (coreml_export._item_path(models.user(0, "float32"), "weights") / "weight.bin").stat().st_size
@@ -156,7 +157,7 @@ def test_parity_check_fails_on_a_perturbed_weight_in_the_saved_package(models: M
     weights.write_bytes(bytes(data))
     got, want = _errors(package, models, 0)
     assert not _parity_fp32(got, want), np.abs(got - want).max()
-    module = SharedVerifier({**models.shared, **unflatten(torch.from_numpy(models.theta[0]), models.generated)}, ())
+    module = SharedVerifier({**models.shared, **models.model.slices(torch.from_numpy(models.theta[0]))}, (), models.layout)
     with pytest.raises(RuntimeError, match="differs from eager"):  # the exporter's verify stage catches it too
         coreml_export.check_package(package, module, "float32")
 
@@ -170,7 +171,7 @@ def test_a_users_package_does_not_match_another_users_weights(models: Models) ->
 def test_metadata_carries_the_spec_and_the_user(models: Models) -> None:
     for precision in ("float32", "float16"):
         meta = package_metadata(models.user(1, precision))
-        assert meta["layout_hash"] == spec.layout_hash(models.generated)
+        assert meta["layout_hash"] == models.layout.layout_hash(models.generated)
         assert meta["model_version"] == models.version
         assert (meta["user_id"], meta["threshold"], meta["precision"]) == ("user1", "1.250000", precision)
         assert (meta["input_size"], float(meta["pixel_mean"]), float(meta["pixel_scale"])) == \
@@ -185,25 +186,27 @@ def test_metadata_carries_the_spec_and_the_user(models: Models) -> None:
         assert [(o.name, list(o.type.multiArrayType.shape)) for o in description.output] == [("logit", [1])]
 
 
-@pytest.mark.parametrize("generate", ["head", "conv4+head"])
+@pytest.mark.parametrize("generate, tier", [("head", "paper"), ("conv4+head", "paper"),
+                                            *(("head", t) for t in spec.TIERS if t != "paper")])
 def test_shared_ios17_package_with_user_slices_as_inputs_matches_eager(
-        tmp_path_factory: pytest.TempPathFactory, generate: str) -> None:
-    models = Models(tmp_path_factory.mktemp(f"shared-{generate}"), generate)
+        tmp_path_factory: pytest.TempPathFactory, generate: str, tier: str) -> None:
+    models = Models(tmp_path_factory.mktemp(f"shared-{generate}-{tier}"), generate, tier)
     path = models.root / "shared.mlpackage"
-    shared_package(models.shared, models.generated, path, metadata={"model_version": models.version})
+    shared_package(models.shared, models.generated, models.layout, path, metadata={"model_version": models.version})
     model_spec, _ = _program(path)
     assert model_spec.specificationVersion == 8  # iOS 17: weights as inputs
-    shapes = dict(spec.SLICES)
+    shapes = dict(models.layout.slices)
     assert [(i.name, tuple(i.type.multiArrayType.shape)) for i in model_spec.description.input] == \
         [("x", (1, 3, spec.INPUT_SIZE, spec.INPUT_SIZE))] + [(input_name(n), shapes[n]) for n in models.generated]
     meta = package_metadata(path)
-    assert (meta["layout_hash"], meta["model_version"]) == (spec.layout_hash(models.generated), models.version)
+    assert (meta["layout_hash"], meta["model_version"], meta["tier"]) == \
+        (models.layout.layout_hash(models.generated), models.version, tier)
     for i in range(USERS):
-        slices = unflatten(torch.from_numpy(models.theta[i]), models.generated)
+        slices = models.model.slices(torch.from_numpy(models.theta[i]))
         feeds = {input_name(n): slices[n].numpy() for n in models.generated}
         got, want = _errors(path, models, i, feeds)
         assert _parity_fp32(got, want), f"user {i}: max error {np.abs(got - want).max():.2e}"
-    other = unflatten(torch.from_numpy(models.theta[1]), models.generated)
+    other = models.model.slices(torch.from_numpy(models.theta[1]))
     got, want = _errors(path, models, 0, {input_name(n): other[n].numpy() for n in models.generated})
     assert not _parity_fp32(got, want)  # the inputs, not baked constants, decide the result
 
@@ -236,7 +239,7 @@ def test_a_failed_verify_leaves_the_existing_package_untouched(models: Models, t
 
     monkeypatch.setattr(coreml_export, "check_package", refuse)
     with pytest.raises(RuntimeError, match="simulated"):
-        user_package(models.shared, models.theta[0], models.generated, path,
+        user_package(models.shared, models.theta[0], models.generated, models.layout, path,
                      metadata={"model_version": models.version, "user_id": "user0", "threshold": "0"})
     assert _tree_bytes(path) == before
     assert [p.name for p in tmp_path.iterdir()] == ["u.mlpackage"]
@@ -244,11 +247,11 @@ def test_a_failed_verify_leaves_the_existing_package_untouched(models: Models, t
 
 def test_refuses_bad_arguments(models: Models, tmp_path: Path) -> None:
     meta = {"model_version": models.version, "user_id": "u", "threshold": "0"}
-    args = (models.shared, models.theta[0], models.generated)
+    args = (models.shared, models.theta[0], models.generated, models.layout)
     with pytest.raises(ValueError, match="user_id"):
         user_package(*args, tmp_path / "u.mlpackage", metadata={"model_version": models.version})
     with pytest.raises(ValueError, match="theta has"):
-        user_package(models.shared, models.theta[0][:-1], models.generated, tmp_path / "u.mlpackage", metadata=meta)
+        user_package(models.shared, models.theta[0][:-1], models.generated, models.layout, tmp_path / "u.mlpackage", metadata=meta)
     with pytest.raises(ValueError, match="precision"):
         user_package(*args, tmp_path / "u.mlpackage", precision="int8", metadata=meta)
     with pytest.raises(ValueError, match="mlpackage"):
@@ -256,14 +259,14 @@ def test_refuses_bad_arguments(models: Models, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="layout_hash"):
         user_package(*args, tmp_path / "u.mlpackage", metadata={**meta, "layout_hash": "0" * 16})
     with pytest.raises(ValueError, match="model_version"):
-        shared_package(models.shared, models.generated, tmp_path / "s.mlpackage", metadata={})
+        shared_package(models.shared, models.generated, models.layout, tmp_path / "s.mlpackage", metadata={})
     assert list(tmp_path.iterdir()) == []
 
 
 def _build_reference(path: Path) -> None:
     """The package the determinism test builds, here and in a fresh process."""
     models = Models(path.parent)
-    user_package(models.shared, models.theta[0], models.generated, path, precision="float16",
+    user_package(models.shared, models.theta[0], models.generated, models.layout, path, precision="float16",
                  metadata={"model_version": models.version, "user_id": "user0", "threshold": "1.250000"})
 
 

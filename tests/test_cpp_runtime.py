@@ -58,7 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "runtime" / "cpp"
 BUILD = ROOT / "build" / "cpp-runtime"  # gitignored; cmake rebuilds only what changed
 VECTORS = ROOT / "tests" / "vectors"
-GENERATED = spec.GENERATE_MODES["head"]
+PAPER = spec.tier("paper")
+GENERATED = PAPER.generate_modes["head"]
 SCORE_ATOL = 1e-4  # |C++ logit - eager torch logit|, fp32 both sides
 GREY = 1.0 / 127.5  # one grey level in f's normalised input
 LFW_FACES = [("Abel_Pacheco", 1), ("Abel_Pacheco", 2), ("Abel_Pacheco", 4), ("Aaron_Eckhart", 1),
@@ -108,7 +109,7 @@ def program(model: HyperModel, tmp_path_factory: pytest.TempPathFactory) -> Path
     """The shared XNNPACK program, exported as the SDK does, with the vectors' model version."""
     shared = {name: value.detach() for name, value in model.shared_params().items()}
     path = tmp_path_factory.mktemp("program") / "verifier_xnnpack.pte"
-    path.write_bytes(to_program_bytes(SharedVerifier(shared, GENERATED), make_vectors.MODEL_VERSION))
+    path.write_bytes(to_program_bytes(SharedVerifier(shared, GENERATED, PAPER), make_vectors.MODEL_VERSION))
     return path
 
 
@@ -227,10 +228,10 @@ def _write_crop(folder: Path, name: str, crop: np.ndarray) -> Path:
 
 def _eager_logit(model: HyperModel, theta: np.ndarray, crop: np.ndarray) -> float:
     params = {name: value.detach() for name, value in model.shared_params().items()}
-    params.update(unflatten(torch.from_numpy(np.asarray(theta, np.float32)), GENERATED))
+    params.update(unflatten(torch.from_numpy(np.asarray(theta, np.float32)), GENERATED, PAPER))
     x = torch.from_numpy(spec.to_input(spec.reduce_crop(crop)))
     with torch.no_grad():
-        return float(verifier_forward(x, params)[0])
+        return float(verifier_forward(x, params, PAPER)[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +308,57 @@ def test_scores_match_eager_torch_on_lfw_crops(build, bundle, users, model, lfw_
     print(f"max |C++ - eager| on LFW crops: {worst:.3e} (tolerance {SCORE_ATOL})")
 
 
+@pytest.mark.parametrize("tier", [t for t in spec.TIERS if t != "paper"])
+def test_every_tier_scores_alike_in_cpp_python_and_eager_torch(build, lfw_crops, tmp_path, tier: str) -> None:
+    """A bundle of another tier (its program, its layout hash, ``tier`` in the manifest) runs in both
+    runtimes, and each gives eager torch's logit (the paper tier is every other test's)."""
+    torch.manual_seed(3)
+    net = HyperModel(ModelConfig("head", tier=tier)).eval()
+    layout = net.config.layout
+    shared = {name: value.detach() for name, value in net.shared_params().items()}
+    program = to_program_bytes(SharedVerifier(shared, net.config.generated, layout), make_vectors.MODEL_VERSION)
+    folder = _make_bundle(tmp_path / "bundle", program, layout_hash=net.config.layout_hash, tier=tier,
+                          generated=list(net.config.generated))
+    with torch.no_grad():
+        theta = net.theta(torch.randn(1, 128)).numpy()[0] * 20  # a trained head's logit scale
+    user = tmp_path / "user.hvu"
+    uf.write_user_file(user, uf.UserWeights(theta, 0.0, net.config.layout_hash, make_vectors.MODEL_VERSION, "u"), None)
+    verifier = load(folder, user, TrustPolicy.allow_unsigned("tests"), lockout=Lockout(rules=NO_LOCKOUT))
+    theta = uf.read_user_file(user).theta  # as both runtimes read it (fp16 by default)
+    for name, crop in lfw_crops.items():
+        logit, _ = _score(_cli(build, folder, user, _write_crop(tmp_path, name, crop)))
+        x = torch.from_numpy(spec.to_input(spec.reduce_crop(crop)))
+        with torch.no_grad():
+            expected = float(net.score(x, torch.from_numpy(theta)[None])[0])
+        assert abs(logit - expected) <= SCORE_ATOL and abs(verifier.score_crop(crop) - expected) <= SCORE_ATOL, \
+            (tier, name, logit, expected)
+    paper_user = tmp_path / "paper.hvu"
+    uf.write_user_file(paper_user, uf.UserWeights(np.zeros(385, np.float32), 0.0, make_vectors.LAYOUT,
+                                                  make_vectors.MODEL_VERSION, "p"), None)
+    assert _reason(_cli(build, folder, paper_user, _write_crop(tmp_path, "c", crop))) == "layout"
+
+
+def test_cpp_refuses_a_bundle_of_an_unknown_tier(build, program, users, tmp_path) -> None:
+    crop = _write_crop(tmp_path, "noise", _synthetic_crops()["noise"])
+    assert _reason(_cli(build, _make_bundle(tmp_path / "known", program.read_bytes(), tier="paper"), users[1]["path"],
+                        crop)) == "ok"
+    folder = _make_bundle(tmp_path / "unknown", program.read_bytes(), tier="huge")
+    done = _cli(build, folder, users[1]["path"], crop)
+    assert _reason(done) == "bundle" and "unknown tier" in done.stderr
+
+
+def test_cpp_knows_the_tiers_python_knows() -> None:
+    """runtime/cpp restates three facts of runtime/spec.py (C++ cannot import them): the tiers' names,
+    their slice names and the largest theta a user file may hold."""
+    manifest_cpp = (SOURCE / "manifest.cpp").read_text()
+    names = set(re.findall(r'"((?:conv\d+|head)\.(?:weight|bias))"', manifest_cpp))
+    assert names == {n for t in spec.TIERS.values() for n in t.slice_names}
+    tiers = re.search(r"kTiers = \{([^}]*)\}", manifest_cpp).group(1)
+    assert re.findall(r'"([^"]+)"', tiers) == list(spec.TIERS)
+    count = re.search(r"kMaxCount = (\d+);", (SOURCE / "user_file.h").read_text()).group(1)
+    assert int(count) == uf.MAX_COUNT == spec.MAX_THETA
+
+
 def test_a_64px_crop_is_used_as_is(build, bundle, users, tmp_path) -> None:
     crop = _synthetic_crops()["noise"]
     full = _score(_cli(build, bundle, users[2]["path"], _write_crop(tmp_path, "full", crop)))
@@ -339,7 +391,7 @@ def _python_reason(data: bytes, entry: dict, manifest: dict, program_checks: boo
         return err.reason
     if program_checks and weights.model_version != manifest["model_version"]:
         return "model_version"
-    if program_checks and weights.theta.size != spec.parameter_count(GENERATED):
+    if program_checks and weights.theta.size != PAPER.parameter_count(GENERATED):
         return "layout"
     return "ok"
 

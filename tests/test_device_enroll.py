@@ -25,10 +25,8 @@ from hyperverify.converters.enroll_program import MAX_CROPS
 from hyperverify.runtime import TrustPolicy, load
 from hyperverify.runtime.enroll import Enroller
 from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError
-from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, read_manifest, sha256_bytes
-from hyperverify.runtime.trust import TrustError
 from hyperverify.runtime.user_file import (CHECKSUM_SIZE, MAC_SIZE, SignatureError, UserFileError, decode, encode,
                                            read_user_file, write_user_file)
 from hyperverify.sdk.backbone import embed

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperverify.converters.torch_verifier import features, unflatten
+from hyperverify.converters.torch_verifier import features
 from hyperverify.runtime import spec
 from hyperverify.sdk.distill import LAYOUTS, DistillConfig, Student, Trunk, distill, folded_forward, stage2_state, trunk_cost
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
@@ -35,30 +35,38 @@ def test_folded_batch_norm_computes_what_the_trunk_computes() -> None:
             torch.testing.assert_close(folded_forward(trunk.folded(), trunk.layers, x), trunk(x), atol=1e-4, rtol=1e-4)
 
 
-def test_folded_paper_trunk_runs_as_the_exported_verifier() -> None:
-    trunk = _trained_statistics(Trunk("paper"))
+@pytest.mark.parametrize("tier", list(spec.TIERS))
+def test_each_tier_trunk_folded_runs_as_the_exported_verifier(tier: str) -> None:
+    trunk = _trained_statistics(Trunk(tier))
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(features(x, trunk.shared_slices()), trunk(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(features(x, trunk.shared_slices(), spec.tier(tier)), trunk(x), atol=1e-4, rtol=1e-4)
 
 
-def test_layouts_hold_the_paper_budget() -> None:
+def test_a_layout_that_is_no_tier_does_not_export() -> None:
+    with pytest.raises(ValueError, match="not a runtime/spec.py tier"):
+        Trunk("big").shared_slices()
+
+
+def test_layouts_hold_their_budget() -> None:
     for layout in LAYOUTS:
-        if layout == "big":
-            continue
         params, flops = trunk_cost(layout)
-        assert params <= 23_000 and flops <= 5_000_000, (layout, params, flops)
-    assert trunk_cost("paper") == (spec.parameter_count(), 3_373_824)
+        if layout in spec.TIERS:
+            tier = spec.tier(layout)
+            assert (params, flops) <= (tier.max_parameters, tier.max_flops) and params == tier.parameter_count()
+        elif layout != "big":
+            assert params <= 23_000 and flops <= 5_000_000, (layout, params, flops)
+    assert trunk_cost("paper") == (spec.tier("paper").parameter_count(), 3_373_824)
 
 
-def test_generator_starts_at_the_projection_head() -> None:
+@pytest.mark.parametrize("tier", ["paper", "100k"])
+def test_generator_starts_at_the_projection_head(tier: str) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 4)
     embeddings = F.normalize(torch.randn(40, 128), dim=1).numpy()
-    student = Student("paper")
-    student, _ = distill(images, embeddings, DistillConfig(steps=3, batch=8, warmup=1))
-    config = ModelConfig("head", base=True)
+    student, _ = distill(images, embeddings, DistillConfig(layout=tier, steps=3, batch=8, warmup=1))
+    config = ModelConfig("head", base=True, tier=tier)
     model = HyperModel(config)
     model.load_state_dict(stage2_state(student, config, images, embeddings, labels, sample=40))
     s, b = model.generator.base_scale.item(), model.generator.base_bias.item()
@@ -66,8 +74,8 @@ def test_generator_starts_at_the_projection_head() -> None:
     emb = torch.from_numpy(embeddings[:3])
     x = torch.from_numpy(spec.to_input(images[3:6]))
     with torch.no_grad():
-        head = unflatten(model.theta(emb), config.generated)
-        got = (head["head.weight"][:, 0] * features(x, model.shared_params())).sum(1) + head["head.bias"][:, 0]
+        head = model.slices(model.theta(emb))
+        got = (head["head.weight"][:, 0] * model.trunk(x)).sum(1) + head["head.bias"][:, 0]
         want = s * (student(x) * emb).sum(1) + b
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
@@ -109,7 +117,7 @@ def test_enrollment_refines_only_a_model_that_carries_a_bank() -> None:
     model = HyperModel(ModelConfig("head")).eval()
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
-    bank = build_bank(lambda x: features(x, model.shared_params()), images, np.arange(30), 20, 0)
+    bank = build_bank(model.trunk, images, np.arange(30), 20, 0)
     extra = {"refine": {"bank": bank, "l2": 1e-2, "augmented": 2, "iterations": 15, "bank_size": 20, "seed": 0}}
     assert config_of({}) is None and config_of(extra).augmented == 2
     with torch.no_grad():
@@ -118,7 +126,7 @@ def test_enrollment_refines_only_a_model_that_carries_a_bank() -> None:
     assert refined.shape == theta.shape and not torch.allclose(refined, theta)
     own = torch.from_numpy(spec.to_input(images[:2]))
     with torch.no_grad():
-        feats = features(own, model.shared_params())
+        feats = model.trunk(own)
     assert ((feats @ refined[:-1] + refined[-1]) > (feats @ theta[:-1] + theta[-1])).all()
 
 
@@ -131,7 +139,7 @@ def test_a_refined_head_depends_on_the_person_not_on_their_place_in_a_batch() ->
     model = HyperModel(ModelConfig("head")).eval()
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
-    trunk = lambda x: features(x, model.shared_params())  # noqa: E731
+    trunk = model.trunk  # noqa: E731
     bank = build_bank(trunk, images, np.arange(30), 20, 0)
     extra = {"refine": {"bank": bank, "l2": 1e-2, "augmented": 4, "iterations": 15, "bank_size": 20, "seed": 0}}
     small = images[:8].reshape(4, 2, 64, 64, 3)  # four people, two enrollment photos each

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hyperverify.converters.executorch_export import run_program, to_program_bytes, user_slices
-from hyperverify.converters.torch_verifier import SharedVerifier, unflatten, verifier_forward
+from hyperverify.converters.torch_verifier import SharedVerifier, verifier_forward
 from hyperverify.runtime import spec
 from hyperverify.runtime.faces import FaceAligner
 from hyperverify.runtime.image_io import read_image
@@ -25,7 +25,7 @@ USERS = {"gwb": ("George_W_Bush", 1), "abel": ("Abel_Pacheco", 1), "dean": ("Dea
 def setup(lfw):
     model, extra = load_default()
     shared = {k: v.detach() for k, v in model.shared_params().items()}
-    programs = {backend: to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model, extra), backend)
+    programs = {backend: to_program_bytes(SharedVerifier(shared, model.config.generated, model.config.layout), model_version(model, extra), backend)
                 for backend in ("xnnpack", "portable")}
     users = {name: decode(encode(enroll([lfw_image(lfw, p, i)], model, extra, user_id=name)))
              for name, (p, i) in USERS.items()}
@@ -36,8 +36,8 @@ def setup(lfw):
 
 def _eager(model, shared, theta, x) -> float:
     params = dict(shared)
-    params.update(unflatten(torch.from_numpy(theta), model.config.generated))
-    return verifier_forward(torch.from_numpy(x), params).item()
+    params.update(model.slices(torch.from_numpy(theta)))
+    return verifier_forward(torch.from_numpy(x), params, model.config.layout).item()
 
 
 @pytest.mark.parametrize("backend", ["xnnpack", "portable"])
@@ -45,11 +45,11 @@ def test_shared_program_matches_eager_and_baked_reexport(setup, backend) -> None
     model, shared, programs, users, x = setup
     scores = {}
     for name, weights in users.items():
-        got = run_program(programs[backend], x, user_slices(weights.theta, model.config.generated))[0]
+        got = run_program(programs[backend], x, user_slices(weights.theta, model.config.generated, model.config.layout))[0]
         assert abs(got - _eager(model, shared, weights.theta, x)) < TOLERANCE
         baked = dict(shared)
-        baked.update({k: v for k, v in unflatten(torch.from_numpy(weights.theta), model.config.generated).items()})
-        reexport = to_program_bytes(SharedVerifier(baked, ()), weights.model_version, backend)
+        baked.update({k: v for k, v in model.slices(torch.from_numpy(weights.theta)).items()})
+        reexport = to_program_bytes(SharedVerifier(baked, (), model.config.layout), weights.model_version, backend)
         assert abs(got - run_program(reexport, x, [])[0]) < TOLERANCE
         scores[name] = got
     assert scores["gwb"] > max(scores["abel"], scores["dean"]), scores
@@ -62,7 +62,7 @@ def test_program_follows_small_changes_of_the_users_weights(setup) -> None:
     (each nudge moves eager's logit by more than 1e-4)."""
     model, shared, programs, users, x = setup
     theta = users["gwb"].theta.copy()
-    base_program = run_program(programs["xnnpack"], x, user_slices(theta, model.config.generated))[0]
+    base_program = run_program(programs["xnnpack"], x, user_slices(theta, model.config.generated, model.config.layout))[0]
     base_eager = _eager(model, shared, theta, x)
     def nudged(index: int) -> np.ndarray:
         out = theta.copy()
@@ -74,13 +74,13 @@ def test_program_follows_small_changes_of_the_users_weights(setup) -> None:
     assert len(active) >= 4
     for index in [*active[:: max(1, len(active) // 4)][:4], len(theta) - 1]:
         eager_move = _eager(model, shared, nudged(index), x) - base_eager
-        program_move = run_program(programs["xnnpack"], x, user_slices(nudged(index), model.config.generated))[0] - base_program
+        program_move = run_program(programs["xnnpack"], x, user_slices(nudged(index), model.config.generated, model.config.layout))[0] - base_program
         assert abs(eager_move) > 1e-4, (index, eager_move)
         assert abs(program_move - eager_move) < 1e-5, (index, program_move, eager_move)
 
 
 def test_program_is_deterministic(setup) -> None:
     model, shared, programs, _, _ = setup
-    again = to_program_bytes(SharedVerifier(shared, model.config.generated), model_version(model, load_default()[1]),
+    again = to_program_bytes(SharedVerifier(shared, model.config.generated, model.config.layout), model_version(model, load_default()[1]),
                              "xnnpack")
     assert again == programs["xnnpack"]

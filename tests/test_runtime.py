@@ -11,7 +11,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hyperverify.converters.bundle import write_signed_manifest
-from hyperverify.converters.torch_verifier import unflatten, verifier_forward
+from hyperverify.converters.torch_verifier import verifier_forward
 from hyperverify.runtime import Lockout, TrustPolicy, load, spec
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import read_image
@@ -50,8 +50,8 @@ def test_program_matches_eager_pytorch(model, bundle, owner, lfw) -> None:
     crop = cv2.resize(read_image(lfw_image(lfw, "George_W_Bush", 10)), (112, 112))
     got = verifier.score_crop(crop)
     params = {k: v.detach() for k, v in net.shared_params().items()}
-    params.update(unflatten(torch.from_numpy(verifier.weights.theta), net.config.generated))
-    want = verifier_forward(torch.from_numpy(spec.to_input(spec.reduce_crop(crop))), params).item()
+    params.update(net.slices(torch.from_numpy(verifier.weights.theta)))
+    want = verifier_forward(torch.from_numpy(spec.to_input(spec.reduce_crop(crop))), params, net.config.layout).item()
     assert abs(got - want) < 1e-4, (got, want)
 
 

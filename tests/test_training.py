@@ -122,3 +122,32 @@ def test_ddp_with_two_processes_equals_one(orl_train, tmp_path: Path) -> None:
     torch.manual_seed(SMALL.seed)
     initial = type(single)(ModelConfig("head"))
     assert any(not torch.equal(a, b) for a, b in zip(single.state_dict().values(), initial.state_dict().values()))
+
+
+def test_a_tier_trains_builds_into_a_bundle_and_runs(orl_data, orl_train, tmp_path: Path) -> None:
+    """The tier travels from training to the device: the model, the bundle's programs and manifest, the
+    user file's layout, and the runtime's decision all belong to the 10k tier, not the paper's."""
+    from hyperverify.runtime import TrustPolicy, load, spec
+    from hyperverify.runtime.lockout import NO_LOCKOUT, Lockout
+    from hyperverify.runtime.user_file import write_user_file
+    from hyperverify.sdk.enroll import weights_from_faces
+    from hyperverify.sdk.export_user import build_signed_bundle
+    from hyperverify.sdk.hypernet import save_model
+
+    model, _ = train(orl_train, ModelConfig("head", tier="10k"), SMALL, tmp_path / "run", progress=False)
+    extra = {"threshold": 0.0, "target_far": 1e-3}
+    save_model(model, tmp_path / "model.pt", extra)
+    manifest, key, _ = build_signed_bundle(tmp_path / "sdk", tmp_path / "model.pt", tmp_path / "key.pem",
+                                           coreml=False, enrollment=False)
+    tier = spec.tier("10k")
+    assert (manifest.tier, manifest.layout_hash) == ("10k", tier.layout_hash(("head.weight", "head.bias")))
+    weights = weights_from_faces(load_model(tmp_path / "model.pt")[0], extra, orl_data.crops[:1],
+                                 orl_data.embeddings[:1], "s1", "float32", None)
+    assert weights.theta.size == tier.features + 1 != spec.tier("paper").features + 1
+    write_user_file(tmp_path / "s1.hvu", weights, key)
+    verifier = load(tmp_path / "sdk", tmp_path / "s1.hvu", TrustPolicy.from_public_key_file(tmp_path / "sdk.public-key.pem"),
+                    lockout=Lockout(rules=NO_LOCKOUT))
+    probe = orl_data.crops[5]
+    with torch.no_grad():
+        want = model.score(torch.from_numpy(spec.to_input(spec.reduce_crop(probe))), torch.from_numpy(weights.theta)[None])
+    assert abs(verifier.score_crop(probe) - float(want[0])) < 1e-4

@@ -16,7 +16,6 @@ import time
 import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -375,14 +374,33 @@ def test_stale_staging_folders_are_removed_by_the_next_build(model, tmp_path) ->
 def _good_manifest_bytes() -> bytes:
     from hyperverify.runtime import spec
 
-    generated = spec.GENERATE_MODES["head"]
-    manifest = Manifest(model_version="0123456789abcdef", layout_hash=spec.layout_hash(generated),
+    generated = spec.tier("paper").generate_modes["head"]
+    manifest = Manifest(model_version="0123456789abcdef", layout_hash=spec.tier("paper").layout_hash(generated),
                         generated=list(generated), threshold=4.0, target_far=1e-3,
                         files={"verifier-xnnpack.pte": "a" * 64}, programs={"executorch-xnnpack": "verifier-xnnpack.pte"})
     return manifest.to_json().encode()
 
 
 GOOD_MANIFEST = _good_manifest_bytes()
+GOOD_MANIFEST = _good_manifest_bytes()
+
+
+def test_the_manifest_names_its_tier_and_the_layout_must_be_that_tiers() -> None:
+    """A bundle from before tiers (no ``tier``) is the paper's; an unknown tier, or a tier whose
+    layout is not the one the manifest's hash and slices name, is refused."""
+    from hyperverify.runtime import spec
+
+    raw = json.loads(GOOD_MANIFEST)
+    assert raw["tier"] == "paper" and parse_manifest(GOOD_MANIFEST).layout is spec.tier("paper")
+    del raw["tier"]
+    assert parse_manifest(json.dumps(raw).encode()).tier == "paper"
+    for tier, reason in (("huge", "malformed manifest field 'tier'"), ("100k", "bundle is for verifier layout")):
+        with pytest.raises(BundleError, match=reason):
+            parse_manifest(json.dumps({**raw, "tier": tier}).encode())
+    big = spec.tier("400k")
+    parse_manifest(json.dumps({**raw, "tier": "400k", "layout_hash": big.layout_hash(("head.weight", "head.bias"))}).encode())
+    with pytest.raises(BundleError, match="unknown or repeated generated slices"):
+        parse_manifest(json.dumps({**raw, "generated": ["conv6.weight"]}).encode())
 _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
                                                                                          max_size=3), max_leaves=8)

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from hyperverify.runtime import spec
 from hyperverify.runtime import user_file as uf
 
-LAYOUT = spec.layout_hash(spec.GENERATE_MODES["head"])
-COUNT = spec.parameter_count(spec.GENERATE_MODES["head"])
+PAPER = spec.tier("paper")
+LAYOUT = PAPER.layout_hash(PAPER.generate_modes["head"])
+COUNT = PAPER.parameter_count(PAPER.generate_modes["head"])
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key, made here, never shipped
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 

@@ -1,5 +1,6 @@
 """The verifier's budget and its functional forms."""
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -7,45 +8,61 @@ from hyperverify.converters.torch_verifier import SharedVerifier, unflatten, ver
 from hyperverify.runtime import spec
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
 
-MAX_PARAMETERS = 23_000
-MAX_FLOPS = 5_000_000
+PAPER = spec.tier("paper")
 
 
-def _random_params(batch: int | None = None) -> dict[str, torch.Tensor]:
+def _random_params(tier: spec.Tier, batch: int | None = None) -> dict[str, torch.Tensor]:
     lead = () if batch is None else (batch,)
-    return {name: torch.randn(*lead, *shape) * 0.1 for name, shape in spec.SLICES}
+    return {name: torch.randn(*lead, *shape) * 0.1 for name, shape in tier.slices}
 
 
-def test_budget_parameters_and_flops() -> None:
-    assert spec.parameter_count() <= MAX_PARAMETERS
-    params = _random_params()
+@pytest.mark.parametrize("name", list(spec.TIERS))
+def test_each_tier_holds_its_budget(name: str) -> None:
+    tier = spec.tier(name)
+    assert tier.parameter_count() <= tier.max_parameters
+    params = _random_params(tier)
     with FlopCounterMode(display=False) as counter:
-        verifier_forward(torch.randn(1, spec.INPUT_CHANNELS, spec.INPUT_SIZE, spec.INPUT_SIZE), params)
-    flops = counter.get_total_flops()
-    assert 0 < flops <= MAX_FLOPS, flops
-    shared = SharedVerifier(params, spec.GENERATE_MODES["head"])
-    assert sum(b.numel() for b in shared.buffers()) + spec.parameter_count(spec.GENERATE_MODES["head"]) == spec.parameter_count()
+        verifier_forward(torch.randn(1, spec.INPUT_CHANNELS, spec.INPUT_SIZE, spec.INPUT_SIZE), params, tier)
+    assert 0 < counter.get_total_flops() <= tier.max_flops
+    head = tier.generate_modes["head"]
+    shared = SharedVerifier(params, head, tier)
+    assert sum(b.numel() for b in shared.buffers()) + tier.parameter_count(head) == tier.parameter_count()
+
+
+def test_the_paper_tier_is_the_paper_budget_and_the_default() -> None:
+    assert (PAPER.max_parameters, PAPER.max_flops) == (23_000, 5_000_000)
+    assert spec.DEFAULT_TIER == "paper" and PAPER.parameter_count() == 20_681
+    assert spec.MAX_THETA == max(t.parameter_count() for t in spec.TIERS.values()) > PAPER.parameter_count()
+    with pytest.raises(ValueError, match="known tiers: 10k, paper, 100k, 400k"):
+        spec.tier("huge")
 
 
 def test_per_sample_weights_equal_one_at_a_time() -> None:
     torch.manual_seed(0)
-    batched = _random_params(batch=3)
+    batched = _random_params(PAPER, batch=3)
     x = torch.randn(3, 3, 64, 64)
-    together = verifier_forward(x, batched)
+    together = verifier_forward(x, batched, PAPER)
     for i in range(3):
-        alone = verifier_forward(x[i:i + 1], {k: v[i] for k, v in batched.items()})
+        alone = verifier_forward(x[i:i + 1], {k: v[i] for k, v in batched.items()}, PAPER)
         torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-4, atol=1e-5)
 
 
-def test_flatten_round_trip_and_layout_hash() -> None:
-    params = _random_params()
-    theta = torch.cat([params[name].reshape(-1) for name in spec.SLICE_NAMES])
-    assert theta.numel() == spec.parameter_count()
-    back = unflatten(theta, spec.SLICE_NAMES)
-    for name in spec.SLICE_NAMES:
-        torch.testing.assert_close(back[name], params[name])
-    hashes = {spec.layout_hash(g) for g in spec.GENERATE_MODES.values()}
-    assert len(hashes) == len(spec.GENERATE_MODES)
+@pytest.mark.parametrize("name", list(spec.TIERS))
+def test_flatten_round_trip(name: str) -> None:
+    tier = spec.tier(name)
+    params = _random_params(tier)
+    theta = torch.cat([params[n].reshape(-1) for n in tier.slice_names])
+    assert theta.numel() == tier.parameter_count()
+    back = unflatten(theta, tier.slice_names, tier)
+    for n in tier.slice_names:
+        torch.testing.assert_close(back[n], params[n])
+
+
+def test_layout_hashes_differ_between_modes_and_tiers() -> None:
+    hashes = {t.layout_hash(g) for t in spec.TIERS.values() for g in t.generate_modes.values()}
+    assert len(hashes) == sum(len(t.generate_modes) for t in spec.TIERS.values())
+    with pytest.raises(ValueError, match="unknown or repeated"):
+        PAPER.ordered(("conv5.weight",))
 
 
 def test_score_matrix_matches_per_sample_scores() -> None:
@@ -62,6 +79,6 @@ def test_generated_weights_start_at_fan_in_scale() -> None:
     torch.manual_seed(2)
     model = HyperModel(ModelConfig("all"))
     theta = model.theta(torch.randn(64, 128))
-    conv2 = unflatten(theta, spec.SLICE_NAMES)["conv2.weight"]
+    conv2 = model.slices(theta)["conv2.weight"]
     expected = (2.0 / (12 * 9)) ** 0.5
     assert 0.2 * expected < conv2.std().item() < 5 * expected

@@ -11,12 +11,15 @@
 namespace hyperverify {
 namespace {
 
-const std::set<std::string> kSliceNames = {  // runtime/spec.py SLICE_NAMES
-    "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight",
-    "conv3.bias",   "conv4.weight", "conv4.bias", "head.weight", "head.bias"};
+// runtime/spec.py: the slice names of every tier, and the tiers (test_cpp_runtime checks both).
+// The program's layout hash, not these names, binds a bundle to one tier's layout.
+const std::set<std::string> kSliceNames = {
+    "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias", "conv4.weight",
+    "conv4.bias",   "conv5.weight", "conv5.bias", "conv6.weight", "conv6.bias", "head.weight", "head.bias"};
+const std::set<std::string> kTiers = {"10k", "paper", "100k", "400k"};
 const std::set<std::string> kRequired = {"model_version", "layout_hash", "generated", "threshold",
                                          "target_far", "files", "programs", "bundle_format"};
-const std::set<std::string> kOptional = {"input", "versions", "enrollment", "cascade"};
+const std::set<std::string> kOptional = {"input", "versions", "enrollment", "cascade", "tier"};
 
 bool lower_hex(const std::string& text, size_t size) {
   if (text.size() != size) return false;
@@ -47,10 +50,14 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
   for (const auto& name : kRequired)
     if (root.get(name) == nullptr) return bad("missing field '" + name + "'");
   for (const auto& name : kOptional)
-    if (root.get(name) != nullptr && root.get(name)->kind != Json::Object)
+    if (name != "tier" && root.get(name) != nullptr && root.get(name)->kind != Json::Object)
       return bad("field '" + name + "' is not an object");
 
   Manifest manifest;
+  if (const Json* tier = root.get("tier")) {  // absent in bundles from before tiers: the paper's
+    if (tier->kind != Json::String || !kTiers.count(tier->text)) return bad("unknown tier");
+    manifest.tier = tier->text;
+  }
   const Json& version = *root.get("model_version");
   if (version.kind != Json::String || !lower_hex(version.text, 16)) return bad("malformed model_version");
   manifest.model_version = version.text;

@@ -26,6 +26,7 @@ constexpr const char* kEnrollmentRole = "enrollment-xnnpack";  // manifest.py EN
 struct Manifest {
   std::string model_version;
   std::string layout_hash;
+  std::string tier = "paper";  // f's size (runtime/spec.py TIERS)
   std::vector<std::string> generated;
   double threshold = 0.0;  // the floor of every user's threshold
   std::map<std::string, std::string> files;     // relative path -> sha256 hex

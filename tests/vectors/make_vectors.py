@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hyperverify.runtime import spec
 from hyperverify.runtime import user_file as uf
 
-GENERATED = spec.GENERATE_MODES["head"]
-LAYOUT = spec.layout_hash(GENERATED)
-COUNT = spec.parameter_count(GENERATED)
+PAPER = spec.tier("paper")
+GENERATED = PAPER.generate_modes["head"]
+LAYOUT = PAPER.layout_hash(GENERATED)
+COUNT = PAPER.parameter_count(GENERATED)
 MODEL_VERSION = "0123456789abcdef"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # test key, made here
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # "another backend"
