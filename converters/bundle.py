@@ -36,6 +36,8 @@ from hyperverify.runtime.user_file import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 GUIDES = ("integration-ios.md", "integration-android.md")
+COREML_ENROLLMENT_ROLE = "coreml-enrollment"
+"""The enrollment program as a Core ML package (iOS); the runtimes here run ``ENROLLMENT_ROLE``."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,14 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
             programs[ENROLLMENT_ROLE] = "enroll-xnnpack.pte"
             (staging / programs[ENROLLMENT_ROLE]).write_bytes(export_enrollment(inputs.enrollment))
             enrollment = {"threshold": inputs.enrollment.threshold, "head": "generated", "max_crops": MAX_CROPS}
+            if inputs.coreml:
+                from hyperverify.converters.coreml_enroll import enrollment_package
+
+                programs[COREML_ENROLLMENT_ROLE] = "coreml/enroll-ios16.mlpackage"
+                enrollment_package(inputs.enrollment, staging / programs[COREML_ENROLLMENT_ROLE],
+                                   {"model_version": inputs.model_version,
+                                    "layout_hash": inputs.layout.layout_hash(inputs.generated), "tier": inputs.layout.name,
+                                    "threshold": f"{inputs.enrollment.threshold:.6f}"})
         (staging / "server").mkdir()
         (staging / "server" / "enrollment-model.pt").write_bytes(inputs.enrollment_model)
         (staging / "docs").mkdir()

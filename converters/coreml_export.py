@@ -10,8 +10,8 @@ feeds the user's slices (``head_weight`` (1, 384), ``head_bias`` (1,), ...) next
 Stages, as in the ExecuTorch exporter: trace -> convert (precision set explicitly: ML programs
 default to fp16) -> stamp metadata -> serialise into a staging folder -> verify -> swap into place.
 Prediction needs macOS, so the verify stage reads the *saved* package back with coremltools'
-milproto loader and evaluates the MIL program with a small numpy reference (``run_package``) for
-the few ops f lowers to; the package is moved into place only if it reproduces eager PyTorch. An op
+milproto loader and evaluates the MIL program with a small numpy reference
+(``coreml_reference.run_package``) for the few ops f lowers to; the package is moved into place only if it reproduces eager PyTorch. An op
 outside that set fails the export loudly rather than writing an unchecked package.
 
 Every package carries the spec in ``user_defined_metadata`` (``layout_hash``, ``model_version``,
@@ -43,9 +43,8 @@ from typing import Callable
 import coremltools as ct
 import numpy as np
 import torch
-from coremltools.converters.mil.frontend.milproto import load as _milproto
-from coremltools.converters.mil.mil import types as _mil_types
 
+from hyperverify.converters.coreml_reference import item_path, run_package
 from hyperverify.converters.executorch_export import example_inputs
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
@@ -118,47 +117,6 @@ def package_metadata(path: Path) -> dict[str, str]:
     return dict(ct.utils.load_spec(str(path)).description.metadata.userDefined)
 
 
-def run_package(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Evaluate a saved package's MIL program with the numpy reference (no macOS needed).
-
-    Each op is computed in float64 from its inputs and rounded to the dtype the program declares
-    for its output, so an fp16 package sees fp16 weights and activations, as on a device that keeps
-    fp16 tensors with wider accumulation. Only the ops f lowers to are implemented.
-    """
-    path = Path(path)
-    model_spec = ct.utils.load_spec(str(path))
-    program = _milproto.load(model_spec, specification_version=model_spec.specificationVersion,
-                             file_weights_dir=str(_item_path(path, "weights")))
-    function = program.functions["main"]
-    values: dict[str, np.ndarray] = {}
-    for name, var in function.inputs.items():
-        if name not in inputs:
-            raise ValueError(f"{path}: missing input {name!r}")
-        value = np.asarray(inputs[name], dtype=_np_dtype(var))
-        if value.shape != tuple(var.shape):
-            raise ValueError(f"{path}: input {name!r} has shape {value.shape}, expected {tuple(var.shape)}")
-        values[name] = value
-    for op in function.operations:
-        if op.op_type == "const":
-            values[op.outputs[0].name] = np.asarray(op.outputs[0].val)
-            continue
-        kernel = _KERNELS.get(op.op_type)
-        if kernel is None:
-            raise NotImplementedError(f"{path}: op {op.op_type!r} ({op.name}) is not in the numpy reference")
-        args = {}
-        for key, var in op.inputs.items():
-            if isinstance(var, (list, tuple)):
-                raise NotImplementedError(f"{path}: op {op.op_type!r} takes a variadic input {key!r}")
-            args[key] = values[var.name] if var.name in values else np.asarray(var.val)
-        out = op.outputs[0]
-        result = np.asarray(kernel(**args)).astype(_np_dtype(out))
-        if result.shape != tuple(out.shape):
-            raise RuntimeError(f"{path}: {op.op_type} {op.name} gave shape {result.shape}, "
-                               f"the program says {out.shape}")
-        values[out.name] = result
-    return {var.name: values[var.name] for var in function.outputs}
-
-
 def check_package(path: Path, module: SharedVerifier, precision: str, samples: int = 3, seed: int = 0) -> float:
     """Verify stage: the saved package must reproduce eager PyTorch on random face-range inputs.
 
@@ -197,12 +155,18 @@ def _export(module: SharedVerifier, generated: tuple[str, ...], path: Path, prec
         raise ValueError(f"{path}: a Core ML ML program is a folder named *.mlpackage")
     mlmodel = _convert(module.eval(), precision, target)
     _stamp(mlmodel, module.tier, generated, module.generated, precision, metadata, description)
+    return save_checked(mlmodel, path, lambda staged: check_package(staged, module, precision))
+
+
+def save_checked(mlmodel: ct.models.MLModel, path: Path, check: Callable[[Path], object]) -> Path:
+    """Serialise into a staging folder, make the bytes deterministic, run ``check`` on the package
+    as saved, then swap it into place: a package that fails its check is never written."""
     staging_root = staging_dir(path)
     try:
         staging = staging_root / path.name
         mlmodel.save(str(staging))
         _make_deterministic(staging)
-        check_package(staging, module, precision)
+        check(staging)
         _fsync_tree(staging)
         replace_dir(staging, path)
     finally:
@@ -255,7 +219,7 @@ def _make_deterministic(package: Path) -> None:
     """Sorted protobuf maps in the model file, name-based UUIDs in the manifest (see module doc)."""
     manifest_path = package / "Manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    model_file = _item_path(package, "model.mlmodel", manifest)
+    model_file = item_path(package, "model.mlmodel", manifest)
     model_spec = ct.utils.load_spec(str(package))
     model_file.write_bytes(model_spec.SerializeToString(deterministic=True))
     renamed = {old: str(uuid.uuid5(_UUID_NAMESPACE, f"{item['author']}/{item['name']}"))
@@ -264,15 +228,6 @@ def _make_deterministic(package: Path) -> None:
     manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
     manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
     ct.models.MLModel(str(package), skip_model_load=True)  # coremltools' own reader accepts the result
-
-
-def _item_path(package: Path, name: str, manifest: dict | None = None) -> Path:
-    """Where a package item (``model.mlmodel``, ``weights``) lives, as its manifest says."""
-    manifest = manifest if manifest is not None else json.loads((Path(package) / "Manifest.json").read_text())
-    for item in manifest["itemInfoEntries"].values():
-        if item["name"] == name:
-            return Path(package) / "Data" / item["path"]
-    raise FileNotFoundError(f"{package}: no item {name!r} in Manifest.json")
 
 
 def _fsync_tree(root: Path) -> None:
@@ -291,67 +246,3 @@ def _require(metadata: dict[str, str], keys: tuple[str, ...]) -> None:
     missing = [k for k in keys if k not in metadata]
     if missing:
         raise ValueError(f"metadata must give {', '.join(missing)}")
-
-
-# -- numpy reference for the MIL ops f lowers to ----------------------------------------------------
-
-def _np_dtype(var) -> np.dtype:
-    return np.dtype(_mil_types.nptype_from_builtin(var.dtype))
-
-
-def _conv(x, weight, strides, pad_type, pad, dilations, groups, bias=None):
-    if np.any(np.asarray(dilations) != 1) or int(groups) != 1:
-        raise NotImplementedError(f"conv with dilations {dilations} / groups {groups}")
-    if pad_type == "valid":
-        pad = np.zeros(4, int)
-    elif pad_type != "custom":
-        raise NotImplementedError(f"conv pad_type {pad_type!r}")
-    top, bottom, left, right = (int(p) for p in pad)
-    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
-    kh, kw = weight.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::strides[0], ::strides[1]]
-    out = np.einsum("nchwij,ocij->nohw", windows, weight.astype(np.float64))
-    return out if bias is None else out + bias.astype(np.float64)[None, :, None, None]
-
-
-def _reshape(x, shape):
-    if np.any(np.asarray(shape) == 0):
-        raise NotImplementedError("reshape with a 0 (copy) dimension")
-    return np.reshape(x, tuple(int(s) for s in shape))
-
-
-def _linear(x, weight, bias=None):
-    out = x.astype(np.float64) @ weight.astype(np.float64).T
-    return out if bias is None else out + bias.astype(np.float64)
-
-
-def _matmul(x, y, transpose_x=False, transpose_y=False):
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    return (np.swapaxes(x, -1, -2) if transpose_x else x) @ (np.swapaxes(y, -1, -2) if transpose_y else y)
-
-
-def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
-    rank = x.ndim
-    stride = np.ones(rank, int) if stride is None else stride
-    masks = [np.zeros(rank, bool) if m is None else np.asarray(m, bool) for m in (begin_mask, end_mask, squeeze_mask)]
-    index: list[int | slice] = []
-    for axis in range(rank):
-        if masks[2][axis]:
-            index.append(int(begin[axis]))
-            continue
-        start = None if masks[0][axis] else int(begin[axis])
-        stop = None if masks[1][axis] else int(end[axis])
-        index.append(slice(start, stop, int(stride[axis])))
-    return x[tuple(index)]
-
-
-_KERNELS: dict[str, Callable[..., np.ndarray]] = {
-    "conv": _conv,
-    "relu": lambda x: np.maximum(x.astype(np.float64), 0.0),
-    "reshape": _reshape,
-    "linear": _linear,
-    "matmul": _matmul,
-    "add": lambda x, y: x.astype(np.float64) + y.astype(np.float64),
-    "slice_by_index": _slice_by_index,
-    "cast": lambda x, dtype: x.astype(np.float64),  # rounding to ``dtype`` is the output's declared dtype
-}

@@ -1,5 +1,5 @@
 """Core ML packages, checked on Linux: every test reads the *saved* package back (coremltools'
-milproto loader + the numpy reference of ``coreml_export.run_package``) and compares it with eager
+milproto loader + the numpy reference of ``coreml_reference.run_package``) and compares it with eager
 PyTorch computed through ``HyperModel.score``, a path independent of the traced module.
 
 Prediction itself needs macOS; these tests never skip on Linux, they check the program's numbers
@@ -31,8 +31,9 @@ import torch
 from coremltools.converters.mil.frontend.milproto import load as milproto
 
 from hyperverify.converters import coreml_export
-from hyperverify.converters.coreml_export import (input_name, package_metadata, run_package, shared_package,
+from hyperverify.converters.coreml_export import (input_name, package_metadata, shared_package,
                                                    user_package)
+from hyperverify.converters.coreml_reference import item_path, run_package
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig, model_version
@@ -133,8 +134,24 @@ def test_precision_is_what_was_asked_for(models: Models) -> None:
         convs = [op for op in main.operations if op.op_type == "conv"]
         assert len(convs) == len(models.layout.convs)
         assert all(op.inputs["weight"].val.dtype == dtype for op in convs), precision
-    assert (coreml_export._item_path(models.user(0, "float16"), "weights") / "weight.bin").stat().st_size < \
-        (coreml_export._item_path(models.user(0, "float32"), "weights") / "weight.bin").stat().st_size
+    assert (item_path(models.user(0, "float16"), "weights") / "weight.bin").stat().st_size < \
+        (item_path(models.user(0, "float32"), "weights") / "weight.bin").stat().st_size
+
+
+def _nudge_first_conv_weight(package: Path, delta: float) -> None:
+    """Add ``delta`` to the first weight of the program's first convolution, inside weight.bin."""
+    model_spec, main = _program(package)
+    first_weight = next(op for op in main.operations if op.op_type == "conv").inputs["weight"].name
+    block = next(iter(model_spec.mlProgram.functions["main"].block_specializations.values()))
+    const = next(op for op in block.operations if op.type == "const" and op.outputs[0].name == first_weight)
+    blob = const.attributes["val"].blobFileValue
+    weights = item_path(package, "weights") / "weight.bin"
+    data = bytearray(weights.read_bytes())
+    sentinel, _, _, start = struct.unpack_from("<IIQQ", data, blob.offset)  # MIL blob header
+    assert sentinel == 0xDEADBEEF
+    (value,) = struct.unpack_from("<f", data, start)
+    struct.pack_into("<f", data, start, value + delta)
+    weights.write_bytes(bytes(data))
 
 
 def test_parity_check_fails_on_a_perturbed_weight_in_the_saved_package(models: Models, tmp_path: Path) -> None:
@@ -143,18 +160,7 @@ def test_parity_check_fails_on_a_perturbed_weight_in_the_saved_package(models: M
     shutil.copytree(models.user(0, "float32"), package)
     got, want = _errors(package, models, 0)
     assert _parity_fp32(got, want)  # the untouched copy passes
-    model_spec, main = _program(package)
-    first_weight = next(op for op in main.operations if op.op_type == "conv").inputs["weight"].name
-    block = next(iter(model_spec.mlProgram.functions["main"].block_specializations.values()))
-    const = next(op for op in block.operations if op.type == "const" and op.outputs[0].name == first_weight)
-    blob = const.attributes["val"].blobFileValue
-    weights = coreml_export._item_path(package, "weights") / "weight.bin"
-    data = bytearray(weights.read_bytes())
-    sentinel, _, _, start = struct.unpack_from("<IIQQ", data, blob.offset)  # MIL blob header
-    assert sentinel == 0xDEADBEEF
-    (value,) = struct.unpack_from("<f", data, start)
-    struct.pack_into("<f", data, start, value + 0.05)
-    weights.write_bytes(bytes(data))
+    _nudge_first_conv_weight(package, 0.05)
     got, want = _errors(package, models, 0)
     assert not _parity_fp32(got, want), np.abs(got - want).max()
     module = SharedVerifier({**models.shared, **models.model.slices(torch.from_numpy(models.theta[0]))}, (), models.layout)
@@ -272,3 +278,35 @@ def _build_reference(path: Path) -> None:
 
 if __name__ == "__main__":  # the determinism test's second process
     _build_reference(Path(sys.argv[1]))
+
+
+def test_the_enrollment_package_enrolls_as_the_backend_does(lfw: Path, tmp_path: Path) -> None:
+    """The Core ML enrollment program (SFace + the generator, iOS 16, fp32) gives the backend's
+    embedding and theta on a real face and on the check crops, for any number of crops up to the
+    program's; its own check catches a nudged weight."""
+    from hyperverify.converters.coreml_enroll import check_enrollment_package, enrollment_package
+    from hyperverify.converters.enroll_program import MAX_CROPS
+    from hyperverify.runtime.enroll import enrollment_input
+    from hyperverify.runtime.faces import FaceAligner
+    from hyperverify.runtime.image_io import read_image
+    from hyperverify.sdk.enroll import load_default
+    from hyperverify.sdk.enroll_program import enrollment_inputs
+    from tests.conftest import lfw_image
+
+    model, extra = load_default()
+    inputs = enrollment_inputs(model, extra)
+    path = enrollment_package(inputs, tmp_path / "enroll.mlpackage", {"model_version": model_version(model, extra)})
+    assert check_enrollment_package(path, inputs) < 1e-5  # measured 6e-7
+    model_spec = ct.utils.load_spec(str(path))
+    assert model_spec.specificationVersion == 7  # iOS 16
+    ranged = model_spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0]
+    assert (ranged.lowerBound, ranged.upperBound) == (1, MAX_CROPS)
+    assert [o.name for o in model_spec.description.output] == ["embedding", "theta"]
+    assert package_metadata(path)["model_version"] == model_version(model, extra)
+    crop = FaceAligner()(read_image(lfw_image(lfw, "George_W_Bush", 29)))[0][None]
+    out, want = run_package(path, {"crops": enrollment_input(crop)}), inputs.reference(crop)
+    assert np.abs(out["embedding"].reshape(-1) - want[0]).max() < 1e-5
+    assert np.abs(out["theta"].reshape(-1) - want[1]).max() < 1e-4
+    _nudge_first_conv_weight(path, 0.5)
+    with pytest.raises(RuntimeError, match="differs from the backend's enrollment"):
+        check_enrollment_package(path, inputs)
