@@ -15,6 +15,8 @@ Every run below was made with ``HYPERVERIFY_DATA=../shared/data OMP_NUM_THREADS=
     python benchmarks/accuracy.py --part view2 --model-name A --steps 1200 --stage2-steps 1000 --eval-every 200 --l2 1e-2 --tag=-long
     python benchmarks/accuracy.py --part view2 --model-name B   (same options; A and B run in parallel)
     python benchmarks/accuracy.py --part view2-summary --tag=-long    # the View 2 figure + learning curve
+    python benchmarks/accuracy.py --part view2 --model-name A --layout 100k --steps 1200 --stage2-steps 1000 --eval-every 500 --l2 1e-2 --tag=-tier-100k   # each tier (benchmarks/frontier.py)
+    python benchmarks/accuracy.py --part film --model-name A --stage2-steps 1000 --eval-every 500 --tier-run=-tier-paper --publish   # FiLM against none
     python benchmarks/accuracy.py --part report                       # benchmarks/results/accuracy.md
 
 A killed ``view2`` run resumes from ``runs/acc-view2<tag>-<model>/`` (distill.pt, checkpoint.pt).
@@ -200,26 +202,58 @@ def monitor_pairs(data, people: set[str], count: int, seed: int):
     return Pairs(tuple(data.keys[i] for i in a), tuple(data.keys[i] for i in b), same, np.arange(2 * count) % 10)
 
 
-def view2_part(args) -> dict:
-    """Models A (trains on folds 0-4 people + celeba940, scores 5-9) and B (the reverse), with the
-    hygiene split (``sdk.recipe.split``); one-way first, generated and refined heads."""
-    from hyperverify.sdk.calibrate import calibrate
-    from hyperverify.sdk.distill import two_stage
-    from hyperverify.sdk.hypernet import model_version, save_model
-    from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary
-    from hyperverify.sdk.oneway import calibrate as calibrate_oneway
+@dataclasses.dataclass
+class View2Setup:
+    """What model A (trains on folds 0-4 people + celeba940, scores 5-9) or B (the reverse) trains
+    and is scored on, with the hygiene split (``sdk.recipe.split``) and its monitor people held out."""
+    lfw: object
+    folds: list
+    test: object
+    train_folds: list[int]
+    cal_folds: list[int]
+    chosen: object
+    watch: set[str]
+    data: object
+    pairs: object
+
+    @property
+    def held(self) -> list[int]:
+        return [k for k in range(10) if k not in self.train_folds]
+
+
+def view2_setup(model_name: str) -> View2Setup:
     from hyperverify.sdk.recipe import fold_people, split
 
     lfw, celeba = load_sets(progress=False)
     folds = fold_people()
     test, _ = protocol_pairs(data_root() / "lfw", "lfw-view2")
     splits = {"A": ([0, 1, 2, 3, 4], [5, 6]), "B": ([5, 6, 7, 8, 9], [0, 1])}
-    name, (train_folds, cal_folds) = args.model_name, splits[args.model_name]
+    train_folds, cal_folds = splits[model_name]
     chosen = split(lfw, celeba, folds, train_folds, cal_folds)
     watch = monitor_people(chosen.lfw_people, lfw, 0.1, 0)
     parts = [(d, keep - watch if d is lfw else keep) for d, keep in chosen.parts]
-    data = build_trainset(parts)
-    pairs = monitor_pairs(lfw, watch, 300, 0)
+    return View2Setup(lfw, folds, test, train_folds, cal_folds, chosen, watch, build_trainset(parts),
+                      monitor_pairs(lfw, watch, 300, 0))
+
+
+def stage2_config(args) -> TrainConfig:
+    """Stage 2 of the View 2 runs (the paper's objectives after distillation)."""
+    return TrainConfig(steps=args.stage2_steps, identities=32, lr=args.stage2_lr, warmup=50,
+                       eval_every=args.eval_every, checkpoint_every=args.eval_every)
+
+
+def view2_part(args) -> dict:
+    """Models A and B of ``View2Setup``; one-way first, generated and refined heads."""
+    from hyperverify.sdk.calibrate import calibrate
+    from hyperverify.sdk.distill import two_stage
+    from hyperverify.sdk.hypernet import model_version, save_model
+    from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary
+    from hyperverify.sdk.oneway import calibrate as calibrate_oneway
+
+    setup = view2_setup(args.model_name)
+    lfw, folds, test, chosen, watch, data, pairs = (setup.lfw, setup.folds, setup.test, setup.chosen, setup.watch,
+                                                    setup.data, setup.pairs)
+    name, train_folds, cal_folds = args.model_name, setup.train_folds, setup.cal_folds
 
     def monitor(model: HyperModel) -> dict:
         m = pair_metrics(hyper_verifier(model), lfw, pairs)
@@ -227,8 +261,7 @@ def view2_part(args) -> dict:
 
     out_dir = RUNS / f"acc-view2{args.tag}-{name}"
     dconfig = DistillConfig(layout=args.layout, steps=args.steps, batch=args.batch, lr=args.lr)
-    tconfig = TrainConfig(steps=args.stage2_steps, identities=32, lr=args.stage2_lr, warmup=50,
-                          eval_every=args.eval_every, checkpoint_every=args.eval_every)
+    tconfig = stage2_config(args)
     started = time.perf_counter()
     model, history = two_stage(data, dconfig, tconfig, out_dir, monitor)
     seconds = time.perf_counter() - started
@@ -261,6 +294,40 @@ def view2_part(args) -> dict:
                          "scores": scores.tolist(), **roc_summary(scores, sub.same),
                          "attempts": attempt_metrics(verifier, lfw, people)}
         print(name, label, result[label]["accuracy_mean"], flush=True)
+    return result
+
+
+def film_part(args) -> dict:
+    """FiLM (``sdk.film``) against none: stage 2 from the distilled trunk of ``--tier-run``'s model A
+    or B, with the same data, batches and steps as that run; generated heads, one-way, its held-out
+    folds (refinement and the exporters do not take FiLM models)."""
+    from hyperverify.sdk.film import FilmModel, film_pair_scores
+    from hyperverify.sdk.hypernet import load_model
+    from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary
+    from hyperverify.sdk.oneway import pair_scores
+
+    setup = view2_setup(args.model_name)
+    run = RUNS / f"acc-view2{args.tier_run}-{args.model_name}"
+    saved = torch.load(run / "distill.pt", weights_only=False)
+    student = Student(saved["config"]["layout"], saved["config"]["batch_norm"])
+    student.load_state_dict(saved["student"])
+    student.eval()
+    config = ModelConfig("head", base=True, tier=student.trunk.layout)
+    state = stage2_state(student, config, setup.data.images, setup.data.embeddings, setup.data.labels)
+    started = time.perf_counter()
+    film, _ = train(setup.data, config, stage2_config(args), RUNS / f"acc-film{args.tier_run}-{args.model_name}",
+                    progress=False, initial_state=state, model_class=FilmModel)
+    seconds = time.perf_counter() - started
+    plain, _ = load_model(run / "model.pt")
+    sub = setup.test.in_folds(setup.held)
+    result = {"model": args.model_name, "trunk": str(run), "film_train_seconds": seconds,
+              "per_user_values": {"film": film.head_size + 2 * config.layout.convs[-1].out_channels,
+                                  "plain": film.head_size}}
+    for label, scores in (("film", film_pair_scores(film, setup.lfw, sub)),
+                          ("plain", pair_scores(hyper_verifier(plain), setup.lfw, sub))):
+        accs = held_out_fold_accuracy(scores, sub.same, sub.fold, [setup.held])
+        result[label] = {"fold_accuracy": accs, "accuracy_mean": float(np.mean(accs)), **roc_summary(scores, sub.same)}
+        print(label, result[label]["accuracy_mean"], result[label]["auc"], flush=True)
     return result
 
 
@@ -411,7 +478,9 @@ def refine_part(v: View1, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary", "report", "refine-view2"), required=True)
+    parser.add_argument("--part", choices=("distill", "layouts", "stage2", "refine", "view2", "view2-summary", "report",
+                                           "refine-view2", "film"), required=True)
+    parser.add_argument("--tier-run", default="-tier-paper", help="film: the view2 run (its --tag) whose trunk it starts from")
     parser.add_argument("--model-name", choices=("A", "B"), default="A", help="view2: which of the two models")
     parser.add_argument("--stage2-steps", type=int, default=1000, help="view2: stage-2 steps after --steps of distillation")
     parser.add_argument("--eval-every", type=int, default=500, help="view2: learning-curve and checkpoint interval")
@@ -451,6 +520,9 @@ def main() -> int:
         result = view2_part(args)
         args.part = f"view2{args.tag}-{args.model_name}"
         args.tag = ""
+    elif args.part == "film":
+        result = film_part(args)
+        args.part = f"film{args.tier_run}-{args.model_name}"
     elif args.part == "refine-view2":
         result = refine_view2_part(args)
         args.part = f"refine-view2-{args.model.parent.name}{args.tag}"

@@ -77,7 +77,6 @@ def latencies(names: list[str], runs: Path, calls: int, repeats: int) -> dict[st
     from hyperverify.converters.torch_verifier import SharedVerifier
     from hyperverify.sdk.bench import one_thread, sface_executorch, timed
     from hyperverify.sdk.hypernet import load_model, model_version
-    from executorch.runtime import Runtime
 
     one_thread()
     rng = np.random.default_rng(0)
@@ -90,15 +89,22 @@ def latencies(names: list[str], runs: Path, calls: int, repeats: int) -> dict[st
             layout = model.config.layout
             shared = {k: v.detach() for k, v in model.shared_params().items()}
             data = to_program_bytes(SharedVerifier(shared, model.config.generated, layout), model_version(model, extra))
-            program = Runtime.get().load_program(data)
-            method = program.load_method("forward")
             with torch.no_grad():
                 theta = model.theta(torch.from_numpy(rng.standard_normal((1, 128)).astype(np.float32))).numpy()[0]
             inputs = [x, *map(torch.from_numpy, user_slices(theta, model.config.generated, layout))]
-            out[name] = {**timed(lambda: method.execute(inputs), calls, repeats), "program_bytes": len(data)}
-            del method, program  # the Method needs its Program alive until here (DESIGN section 2)
+            out[name] = {**_timed_program(data, inputs, calls, repeats), "program_bytes": len(data)}
         out["backbone (SFace)"] = timed(sface_executorch(Path(tmp) / "sface.pte", crop), max(5, calls // 100), repeats)
     return out
+
+
+def _timed_program(data: bytes, inputs: list, calls: int, repeats: int) -> dict:
+    from executorch.runtime import Runtime
+
+    from hyperverify.sdk.bench import timed
+
+    program = Runtime.get().load_program(data)
+    method = program.load_method("forward")
+    return timed(lambda: (method.execute(inputs), program), calls, repeats)  # the Method needs its Program alive
 
 
 def plot(points: list[dict], longer: dict, path: Path) -> None:

@@ -218,26 +218,32 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 
 def train(data: TrainSet, model_config: ModelConfig, config: TrainConfig, out_dir: Path,
           monitor: Callable[[HyperModel], dict[str, float]] | None = None, progress: bool = True,
-          extra: dict | None = None, initial_state: dict[str, torch.Tensor] | None = None) -> tuple[HyperModel, list[dict]]:
+          extra: dict | None = None, initial_state: dict[str, torch.Tensor] | None = None,
+          model_class: type[HyperModel] = HyperModel) -> tuple[HyperModel, list[dict]]:
     """Train, checkpointing to ``out_dir/checkpoint.pt`` (resumed if present and of the same config),
     and write ``out_dir/model.pt``. Returns the model and the learning-curve history.
 
     ``initial_state``: the model's starting weights (stage 2 after distillation, ``sdk.distill.stage2_state``)
-    instead of a fresh initialisation; a resumed checkpoint overrides it."""
+    instead of a fresh initialisation; a resumed checkpoint overrides it. Keys the state lacks keep their
+    initialisation (a ``model_class`` with more parts than HyperModel: ``sdk.film``)."""
     rank, world = _distributed()
     if config.micro_batches % world:
         raise ValueError(f"micro_batches ({config.micro_batches}) must be a multiple of the world size ({world})")
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
-    model = HyperModel(model_config)
+    model = model_class(model_config)
     if initial_state is not None:
-        model.load_state_dict(initial_state)
+        unexpected = model.load_state_dict(initial_state, strict=model_class is HyperModel).unexpected_keys
+        if unexpected:
+            raise ValueError(f"initial_state has keys the model lacks: {unexpected[:3]}")
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     start, history = 0, []
     config_dict = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}
+    if model_class is not HyperModel:
+        config_dict["model_class"] = model_class.__name__
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
         if state.get("config") == config_dict:

@@ -148,3 +148,26 @@ def test_a_refined_head_depends_on_the_person_not_on_their_place_in_a_batch() ->
     weight, bias = refined_heads(trunk, theta[:, :-1], theta[:, -1], small, bank, RefineConfig(augmented=4))
     alone = refine_theta(model, extra, small[3], theta[3])
     torch.testing.assert_close(alone, torch.cat([weight[3], bias[3:]]), rtol=0, atol=0)
+
+
+def test_film_starts_as_the_plain_model_and_its_pair_scores_agree() -> None:
+    """FiLM's generator starts at zero, so a FiLM model starts as its plain model; once a user's FiLM
+    moves, the all-pairs matrix and the per-pair score still agree."""
+    from hyperverify.sdk.film import FilmModel
+
+    torch.manual_seed(0)
+    config = ModelConfig("head", base=True)
+    plain = HyperModel(config).eval()
+    with torch.no_grad():
+        plain.generator.projection.normal_(0, 0.1)
+    film = FilmModel(config).eval()
+    film.load_state_dict(plain.state_dict(), strict=False)
+    x, emb = torch.randn(5, 3, 64, 64), torch.randn(4, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(film.score_matrix(x, film.theta(emb)), plain.score_matrix(x, plain.theta(emb)))
+        film.generator.film[-1].bias.normal_(0, 0.5)
+        theta = film.theta(emb)
+        matrix = film.score_matrix(x, theta)
+        assert not torch.allclose(matrix, plain.score_matrix(x, plain.theta(emb)), atol=1e-3)
+        for a in range(4):
+            torch.testing.assert_close(matrix[a], film.score(x, theta[a].expand(5, -1)), rtol=1e-4, atol=1e-5)
