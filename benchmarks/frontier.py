@@ -4,6 +4,8 @@ Each tier is trained by the same recipe, then scored one-way on the same held-ou
 
     python benchmarks/accuracy.py --part view2 --model-name A --layout <tier> --steps 1200 --stage2-steps 1000 \
         --eval-every 500 --l2 1e-2 --tag=-tier-<tier>          # for each tier of runtime/spec.py TIERS
+    python benchmarks/product_bar.py --model runs/acc-view2-tier-<tier>-A/model.pt --tag=-tier-<tier> --publish
+    python benchmarks/cascade.py --model runs/acc-view2-tier-<tier>-A/model.pt --tag=-tier-<tier> --publish
     python benchmarks/frontier.py --publish                    # frontier.json / .md / .png
 
 The recipe is the "long" one (1,200 distillation + 1,000 objective steps, model A: trained on the
@@ -34,6 +36,8 @@ from hyperverify.sdk.metrics import held_out_fold_accuracy, roc_summary
 
 import publishing
 
+SHIPPED_QUANTILE = 0.05
+"""The cascade's lower edge as shipped (``sdk/cascade.py`` QUANTILE)."""
 HELD_OUT = [5, 6, 7, 8, 9]
 """Model A's scored folds: the people of folds 0-4 trained it, folds 5-6 people calibrated it."""
 LONGER = ("accuracy-view2-xxlong-A.json", "paper, 14,000 steps (the default model)")
@@ -41,9 +45,23 @@ LONGER = ("accuracy-view2-xxlong-A.json", "paper, 14,000 steps (the default mode
 
 
 def tier_point(name: str, results: Path) -> dict:
-    """One tier's figures from its ``accuracy.py --part view2`` run."""
+    """One tier's figures from its ``accuracy.py --part view2`` run, and the product bar and cascade of
+    its model (``product_bar.py`` / ``cascade.py --model ... --tag=-tier-<name> --publish``)."""
     payload = json.loads((results / f"accuracy-view2-tier-{name}-A.json").read_text())
-    return {"tier": name, "command": payload["command"], **_figures(payload["result"], *trunk_cost(name))}
+    return {"tier": name, "command": payload["command"], **_figures(payload["result"], *trunk_cost(name)),
+            **_product(name)}
+
+
+def _product(name: str) -> dict:
+    """FRR per person at FAR 1/50,000 (f alone, 3 photos, one frame and best of 3), and the cascade at
+    its shipped lower edge (the 5 % quantile of owners' f scores): owner attempts escalated and FRR."""
+    bar = json.loads((publishing.RESULTS / f"product-bar-tier-{name}.json").read_text())["verifiers"]["refined"]
+    cascade = json.loads((publishing.RESULTS / f"cascade-tier-{name}.json").read_text())["product"]
+    row = next(r for r in cascade["curve"] if r["quantile"] == SHIPPED_QUANTILE)
+    frr = {(r["photos"], r["frames"]): r["target"]["frr_per_person"] for r in bar}
+    return {"frr_1_50000_3_photos": frr[(3, 1)], "frr_1_50000_3_photos_best_of_3": frr[(3, 3)],
+            "cascade_owner_escalated": row["owner_escalated"], "cascade_stranger_escalated": row["stranger_escalated"],
+            "cascade_frr": row["frr_per_person"], "cascade_far": row["far"]}
 
 
 def _figures(result: dict, parameters: int, flops: int) -> dict:
@@ -146,6 +164,16 @@ def markdown(report: dict) -> str:
         share = f"{100 * late['median_us'] / backbone_us:.2f} %" if late else "-"
         rows.append(f"| {p['tier']} | {p['parameters']:,} | {p['flops'] / 1e6:.2f} | {100 * p['accuracy']:.2f} % | "
                     f"{p['auc']:.4f} | {tar} | {timing} | {share} |")
+    rows += ["", "| tier | f alone, FRR per person at FAR 1/50,000, 3 photos: 1 frame / best of 3 | cascade as shipped: owner / stranger attempts escalated | cascade: FRR per person (FAR) | owner's mean cost per attempt, share of the backbone's latency |",
+             "| --- | --- | --- | --- | --- |"]
+    for p in report["points"]:
+        if "cascade_frr" not in p:
+            continue
+        f_share = report["latency"][p["tier"]]["median_us"] / backbone_us
+        rows.append(f"| {p['tier']} | {100 * p['frr_1_50000_3_photos']:.1f} / {100 * p['frr_1_50000_3_photos_best_of_3']:.1f} % | "
+                    f"{100 * p['cascade_owner_escalated']:.0f} / {100 * p['cascade_stranger_escalated']:.1f} % | "
+                    f"{100 * p['cascade_frr']:.1f} % ({p['cascade_far']:.1e}) | "
+                    f"{100 * (f_share + p['cascade_owner_escalated']):.0f} % |")
     return "\n".join(rows) + "\n"
 
 
