@@ -13,7 +13,7 @@ the trailer):
     6      1     dtype: 1 = float32, 2 = float16
     7      1     flags: bit 0 = signed by the backend, bit 2 = authenticated by the device's key (at
                  most one of them); other bits must be 0
-    8      16    verifier layout hash (ASCII hex, ``spec.layout_hash``)
+    8      16    verifier layout hash (ASCII hex, ``spec.Tier.layout_hash``)
     24     4     count: number of theta values (uint32)
     28     4     threshold on f's logit (float32): accept when logit >= threshold
     32     32    model version (ASCII, NUL-padded): the trained model theta came from
