@@ -47,13 +47,14 @@ STAGE = ROOT / "build" / "mutation-stage"  # one folder per module below it: run
 BUNDLE_CACHE = ROOT / "build" / "mutation-bundles"
 HYGIENE = RESULTS / "hygiene.json"
 PACKAGES = ("runtime", "sdk", "converters", "docs")  # what the selected tests import (a bundle ships docs/)
-MODULES = ("user_file", "verifier", "lockout", "trust", "cascade")
+MODULES = ("user_file", "verifier", "lockout", "trust", "cascade", "spec")
 TESTS = {
     "user_file": ("tests/test_user_file.py", "tests/test_trust.py"),
     "verifier": ("tests/test_runtime.py", "tests/test_trust.py"),
     "lockout": ("tests/test_lockout.py",),
     "trust": ("tests/test_trust.py",),
     "cascade": ("tests/test_cascade.py", "tests/test_trust.py"),
+    "spec": ("tests/test_verifier.py", "tests/test_distill.py", "tests/test_trust.py"),
 }
 """Per module, the fast tests of the decision path that exercise it (mutmut then runs, for each
 mutant, only those of them that call the mutated function); one mutmut run per module."""

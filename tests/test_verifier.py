@@ -82,3 +82,33 @@ def test_generated_weights_start_at_fan_in_scale() -> None:
     conv2 = model.slices(theta)["conv2.weight"]
     expected = (2.0 / (12 * 9)) ** 0.5
     assert 0.2 * expected < conv2.std().item() < 5 * expected
+
+
+def test_tier_convolutions_chain_their_channels() -> None:
+    """Each tier's layers, rebuilt from (width, stride) pairs, are named conv1.. and take the previous
+    layer's channels, starting from the RGB input."""
+    for tier in spec.TIERS.values():
+        assert spec._convs(*((c.out_channels, c.stride) for c in tier.convs)) == tier.convs
+        assert [c.name for c in tier.convs] == [f"conv{i}" for i in range(1, len(tier.convs) + 1)]
+        assert [c.in_channels for c in tier.convs] == [3] + [c.out_channels for c in tier.convs[:-1]]
+        assert all(c.stride in (1, 2) and (c.kernel, c.padding) == (3, 1) for c in tier.convs)
+
+
+def test_ordered_puts_any_slices_in_theta_order() -> None:
+    assert PAPER.ordered(tuple(reversed(PAPER.slice_names))) == PAPER.slice_names
+    assert PAPER.ordered(("head.bias", "head.weight")) == ("head.weight", "head.bias")
+    with pytest.raises(ValueError, match="unknown or repeated"):
+        PAPER.ordered(("head.bias", "head.bias"))
+
+
+def test_reduce_crop_is_area_resize_and_to_input_spans_minus_one_to_one() -> None:
+    import cv2
+    import numpy as np
+
+    crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(spec.reduce_crop(crop), cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA))
+    with pytest.raises(ValueError, match="uint8 crop"):
+        spec.reduce_crop(crop.astype(np.float32))
+    x = spec.to_input(np.stack([np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8)]))
+    assert x.shape == (2, 3, 64, 64) and x.dtype == np.float32
+    assert (x[0] == -1).all() and (x[1] == 1).all()
