@@ -7,6 +7,7 @@
       verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
       verifier-portable.pte             the same without delegation (any ExecuTorch build)
       enroll-xnnpack.pte                on-device enrollment: aligned crop(s) -> (embedding, theta)
+      detect-xnnpack.pte                the face detector (YuNet) for the C++ runtime's frame path
       coreml/verifier-shared-ios17.mlpackage   Core ML, the user's slices as inputs (iOS 17+)
       server/enrollment-model.pt        the enrollment model (backend only: never ship in an app)
       docs/                             integration guides for iOS and Android
@@ -31,7 +32,7 @@ from hyperverify.converters.executorch_export import export_program
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import replace_dir, staging_dir
-from hyperverify.runtime.manifest import ENROLLMENT_ROLE, MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
+from hyperverify.runtime.manifest import DETECTOR_ROLE, ENROLLMENT_ROLE, MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
 from hyperverify.runtime.user_file import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -52,6 +53,7 @@ class BundleInputs:
     coreml: bool = True
     enrollment: EnrollmentInputs | None = None  # the on-device enrollment program, when shipped
     cascade: dict | None = None  # the cascade's bands (``sdk.cascade``); shipped with the enrollment program
+    detector: bytes | None = None  # the checked detector program (``converters.detector_program``), when shipped
 
 
 def write_signed_manifest(folder: Path, manifest: Manifest, signing_key: Ed25519PrivateKey) -> bytes:
@@ -91,6 +93,9 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
                                    {"model_version": inputs.model_version,
                                     "layout_hash": inputs.layout.layout_hash(inputs.generated), "tier": inputs.layout.name,
                                     "threshold": f"{inputs.enrollment.threshold:.6f}"})
+        if inputs.detector is not None:
+            programs[DETECTOR_ROLE] = "detect-xnnpack.pte"
+            (staging / programs[DETECTOR_ROLE]).write_bytes(inputs.detector)
         (staging / "server").mkdir()
         (staging / "server" / "enrollment-model.pt").write_bytes(inputs.enrollment_model)
         (staging / "docs").mkdir()

@@ -46,6 +46,7 @@ ARCFACE_TEMPLATE = np.array(
 
 SCORE_THRESHOLD = 0.6
 NMS_THRESHOLD = 0.3
+TOP_K = 50  # YuNet's candidates kept, best first, before suppression
 DETECT_MAX_SIDE = 640
 PAD_BELOW = 160
 PAD_FRACTION = 0.25
@@ -120,7 +121,7 @@ class FaceDetector:
         net = getattr(self._local, "net", None)
         if net is None:
             net = cv2.FaceDetectorYN.create(
-                str(model_path(YUNET_FILE)), "", (320, 320), self._score_threshold, NMS_THRESHOLD, 50
+                str(model_path(YUNET_FILE)), "", (320, 320), self._score_threshold, NMS_THRESHOLD, TOP_K
             )
             self._local.net = net
         return net

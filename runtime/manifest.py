@@ -34,6 +34,7 @@ MAX_MANIFEST_BYTES = 1 << 20  # ours are about 2 KiB
 MAX_BUNDLE_FILE_BYTES = 256 << 20  # a program the runtime loads (ours: under 1 MiB)
 MAX_DEPTH = 16  # JSON nesting; ours is 3 deep
 ENROLLMENT_ROLE = "enrollment-xnnpack"  # the on-device enrollment program's role in ``programs``
+DETECTOR_ROLE = "detector-xnnpack"  # YuNet for the C++ runtime's frame path (``converters.detector_program``)
 ENROLLMENT_HEADS = ("generated",)  # what the enrollment program makes: the generator's head, unrefined
 
 

@@ -15,6 +15,7 @@ from hyperverify.converters.bundle import BundleInputs, build_bundle
 from hyperverify.runtime.manifest import BundleError, Manifest, checked_file
 from hyperverify.runtime.trust import ManifestSignatureError, TrustPolicy, open_manifest
 from hyperverify.runtime.user_file import write_user_file
+from hyperverify.sdk.detector_program import detector_program
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll, load_default
 from hyperverify.sdk.enroll_program import enrollment_inputs
 from hyperverify.sdk.hypernet import HyperModel, load_model, model_version
@@ -25,15 +26,16 @@ ENROLLMENT_MODEL = "server/enrollment-model.pt"
 
 
 def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bool = True,
-                  enrollment: bool = True) -> BundleInputs:
+                  enrollment: bool = True, detector: bool = True) -> BundleInputs:
     """What ``build_bundle`` needs from a trained model: its shared slices, version and threshold,
     and (``enrollment``) the on-device enrollment program (``sdk.enroll_program``) with the cascade's
-    bands when the model was shipped with them (``benchmarks/ship_model.py``).
+    bands when the model was shipped with them (``benchmarks/ship_model.py``), and (``detector``)
+    the detector program of the C++ runtime's frame path (``sdk.detector_program``).
     ``model_bytes`` is the checkpoint file that becomes the bundle's enrollment model."""
     return BundleInputs({k: v.detach() for k, v in model.shared_params().items()}, model.config.layout, model.config.generated,
                         model_version(model, extra), float(extra["threshold"]), float(extra["target_far"]),
                         model_bytes, coreml, enrollment_inputs(model, extra) if enrollment else None,
-                        extra.get("cascade"))
+                        extra.get("cascade"), detector_program() if detector else None)
 
 
 def build_signed_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None,

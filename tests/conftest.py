@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,26 @@ def poisson_upper(mean: float, tail: float = 0.01) -> int:
         term *= mean / k
         cdf += term
     return k
+
+
+CPP_SOURCE = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
+CPP_BUILD = Path(__file__).resolve().parents[1] / "build" / "cpp-runtime"  # gitignored; cmake rebuilds what changed
+
+
+@pytest.fixture(scope="session")
+def build() -> Path:
+    """Configure and build runtime/cpp once per session (incremental in build/cpp-runtime): the
+    C++ runtime's tests (test_cpp_runtime, test_cpp_frame) run its CLI from there."""
+    require_system(cpp_toolchain_ready(), "the C++ toolchain (cmake, g++, OpenSSL headers)")
+    cmake = shutil.which("cmake")
+    import executorch
+
+    package = Path(list(executorch.__path__)[0])
+    configure = [cmake, "-S", str(CPP_SOURCE), "-B", str(CPP_BUILD), "-DCMAKE_BUILD_TYPE=Release",
+                 f"-Dexecutorch_DIR={package / 'share' / 'cmake'}"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for command in (configure, [cmake, "--build", str(CPP_BUILD), "-j2"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert (CPP_BUILD / "hyperverify_cli").is_file() and (CPP_BUILD / "libhyperverify.so").is_file()
+    return CPP_BUILD

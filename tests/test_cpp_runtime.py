@@ -12,10 +12,9 @@ against the Python reference on the same program, user files and crops.
 - decisions, on the shipped default model's bundle with an owner and strangers it never saw: the
   C++ decision on each crop the Python runtime decided equals Python's, at the manifest's calibrated
   threshold; strangers are refused and the owner gets in; the accept rule holds at exactly the
-  threshold and the manifest's threshold is a floor; the lockout counts the same attempts. The C++
-  runtime takes aligned crops: detection and the quality gates (no_face, several_faces,
-  face_too_small, low_quality) and k-of-n (``frames_required``/``window``) exist in Python only,
-  so parity starts from the crop.
+  threshold and the manifest's threshold is a floor; the lockout counts the same attempts. Parity
+  here starts from the aligned crop; whole frames (detection and the quality gates) are
+  tests/test_cpp_frame.py's. k-of-n (``frames_required``/``window``) exists in Python only.
 
 A missing cmake, compiler or OpenSSL headers skips these tests with the install line, except under
 CI=true, where it fails them.
@@ -25,9 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,12 +48,10 @@ from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.manifest import read_manifest
 from hyperverify.sdk.hypernet import HyperModel, ModelConfig
 from hyperverify.sdk.signing import public_raw
-from tests.conftest import (BACKEND_KEY, DEVICE_KEY, UNSEEN_OWNER, cpp_toolchain_ready, lfw_image, poisson_upper,
-                            require_system, unseen_people)
+from tests.conftest import BACKEND_KEY, CPP_SOURCE, DEVICE_KEY, UNSEEN_OWNER, lfw_image, poisson_upper, unseen_people
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "runtime" / "cpp"
-BUILD = ROOT / "build" / "cpp-runtime"  # gitignored; cmake rebuilds only what changed
+SOURCE = CPP_SOURCE
 VECTORS = ROOT / "tests" / "vectors"
 PAPER = spec.tier("paper")
 GENERATED = PAPER.generate_modes["head"]
@@ -78,24 +73,6 @@ make_vectors = _load_vectors_module()
 
 # ---------------------------------------------------------------------------------------------
 # fixtures: the build, the program, users, crops
-
-
-@pytest.fixture(scope="module")
-def build() -> Path:
-    """Configure and build runtime/cpp once per session (incremental in build/cpp-runtime)."""
-    require_system(cpp_toolchain_ready(), "the C++ toolchain (cmake, g++, OpenSSL headers)")
-    cmake = shutil.which("cmake")
-    import executorch
-
-    package = Path(list(executorch.__path__)[0])
-    configure = [cmake, "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release",
-                 f"-Dexecutorch_DIR={package / 'share' / 'cmake'}"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for command in (configure, [cmake, "--build", str(BUILD), "-j2"]):
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert (BUILD / "hyperverify_cli").is_file() and (BUILD / "libhyperverify.so").is_file()
-    return BUILD
 
 
 @pytest.fixture(scope="module")
@@ -614,7 +591,7 @@ BACKEND_TRUST = TrustPolicy.signed(public_raw(BACKEND_KEY))
 
 @pytest.fixture(scope="module")
 def judged(default_bundle, default_model, unseen_owner, lfw) -> list[dict]:
-    """Real frames judged by the Python runtime in f-only mode (the C++ runtime has no cascade yet):
+    """Real frames judged by the Python runtime in f-only mode:
     the owner's photos 4-43 (never enrolled) and the first photo of 20 strangers, all people the
     model never saw. Each: who, Python's Result and, for a decided frame, the aligned crop Python
     scored (the C++ runtime's input)."""

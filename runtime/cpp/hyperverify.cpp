@@ -13,6 +13,7 @@
 
 #include "cascade.h"
 #include "files.h"
+#include "frame.h"
 #include "lockout.h"
 #include "manifest.h"
 #include "preprocess.h"
@@ -26,6 +27,7 @@ struct hv_handle {
   std::string lockout_path;   // empty: no lockout attached
   std::unique_ptr<hyperverify::Backbone> backbone;  // set when the cascade runs
   hyperverify::Band band;     // the user's band (cascade only)
+  std::unique_ptr<hyperverify::Detector> detector;  // set when the bundle ships the detector program
 };
 
 namespace {
@@ -147,6 +149,14 @@ int open_impl(const char* bundle_dir, const char* user_path, const hv_trust& tru
     handle->backbone = std::move(backbone.value());
     handle->band = band_for(*m.cascade, kind, handle->weights.photos, handle->threshold);
   }
+  auto detector_role = m.programs.find(kDetectorRole);
+  if (detector_role != m.programs.end()) {
+    auto detector_program = checked_file(bundle, m, detector_role->second);
+    if (!detector_program.ok()) return report(detector_program.error(), err, err_len);
+    auto detector = Detector::load(std::move(detector_program.value()), bundle + "/" + detector_role->second);
+    if (!detector.ok()) return report(detector.error(), err, err_len);
+    handle->detector = std::move(detector.value());
+  }
   *out = handle.release();
   return HV_OK;
 }
@@ -205,6 +215,72 @@ int verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, in
   if (!status.ok()) return status.error().code;
   const uint8_t* crop112 = height == HV_CROP_SIZE && width == HV_CROP_SIZE ? rgb : nullptr;
   return finish(handle, handle->runner->forward(), crop112, out);
+}
+
+// The frame as contiguous RGB (what the detector input and the warp read).
+std::vector<uint8_t> frame_rgb(const uint8_t* pixels, int height, int width, size_t row_bytes, int layout) {
+  int channels = layout == HV_FRAME_BGR || layout == HV_FRAME_RGB ? 3 : 4;
+  bool bgr = layout == HV_FRAME_BGR || layout == HV_FRAME_BGRA;
+  std::vector<uint8_t> rgb(static_cast<size_t>(height) * width * 3);
+  for (int y = 0; y < height; y++) {
+    const uint8_t* row = pixels + static_cast<size_t>(y) * row_bytes;
+    uint8_t* out = rgb.data() + static_cast<size_t>(y) * width * 3;
+    for (int x = 0; x < width; x++, row += channels, out += 3) {
+      out[0] = row[bgr ? 2 : 0];
+      out[1] = row[1];
+      out[2] = row[bgr ? 0 : 2];
+    }
+  }
+  return rgb;
+}
+
+void describe_face(const hyperverify::Face& face, hv_frame_decision* out) {
+  for (int k = 0; k < 4; k++) out->box[k] = static_cast<float>(face.box[k]);
+  for (int k = 0; k < 10; k++) out->landmarks[k] = static_cast<float>(face.landmarks[k]);
+  out->detector_score = static_cast<float>(face.score);
+}
+
+int verify_frame(hv_handle* handle, const uint8_t* pixels, int height, int width, size_t row_bytes, int layout,
+                 hv_frame_decision* out) {
+  using namespace hyperverify;
+  if (handle == nullptr || pixels == nullptr || layout < HV_FRAME_BGR || layout > HV_FRAME_RGBA || height < 1 ||
+      width < 1 || height > HV_MAX_FRAME_SIDE || width > HV_MAX_FRAME_SIDE)
+    return HV_BAD_INPUT;
+  size_t channels = layout == HV_FRAME_BGR || layout == HV_FRAME_RGB ? 3 : 4;
+  if (row_bytes < static_cast<size_t>(width) * channels) return HV_BAD_INPUT;
+  if (!handle->detector) return HV_BUNDLE;
+  int allowed = before_attempt(handle);  // before the frame is touched
+  if (allowed != HV_OK) return allowed;
+  std::vector<uint8_t> rgb = frame_rgb(pixels, height, width, row_bytes, layout);
+  DetectorInput input = detector_input(rgb.data(), height, width);
+  auto heads = handle->detector->run(input.chw, input.height, input.width);
+  if (!heads.ok()) return heads.error().code;
+  std::vector<Face> faces = decode_faces(heads.value(), input);
+  if (faces.empty()) {
+    out->reason = HV_REASON_NO_FACE;
+    return HV_OK;
+  }
+  const Face& face = faces[0];
+  describe_face(face, out);
+  if (faces.size() > 1 && faces[1].area() >= kAmbiguousArea * face.area()) {
+    out->reason = HV_REASON_SEVERAL_FACES;
+    return HV_OK;
+  }
+  if (std::min(face.box[2], face.box[3]) < kMinFacePx) {
+    out->reason = HV_REASON_FACE_TOO_SMALL;
+    return HV_OK;
+  }
+  uint8_t crop[HV_CROP_SIZE * HV_CROP_SIZE * 3];
+  align_crop(rgb.data(), height, width, face.landmarks, crop);
+  if (face.score < kMinDetectorScore || sharpness(crop) < kMinSharpness) {
+    out->reason = HV_REASON_LOW_QUALITY;
+    return HV_OK;
+  }
+  auto status = preprocess_crop(crop, HV_CROP_SIZE, HV_CROP_SIZE, 3, handle->runner->input());
+  if (!status.ok()) return status.error().code;
+  int decided = finish(handle, handle->runner->forward(), crop, &out->decision);
+  if (decided == HV_OK) out->reason = out->decision.accepted ? HV_REASON_ACCEPTED : HV_REASON_REJECTED;
+  return decided;
 }
 
 hyperverify::Status enroll_impl(const char* bundle_dir, const hv_trust& trust, const uint8_t* crops, int count,
@@ -343,6 +419,32 @@ int hv_score_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, 
   if (accepted != nullptr) *accepted = status == HV_OK ? decision.accepted : 0;
   if (status == HV_OK && logit != nullptr) *logit = decision.logit;
   return status;
+}
+
+int hv_verify_frame(hv_handle* handle, const uint8_t* pixels, int height, int width, size_t row_bytes, int layout,
+                    hv_frame_decision* out) {
+  if (out == nullptr) return HV_BAD_INPUT;
+  *out = hv_frame_decision{};
+  out->reason = HV_REASON_REJECTED;
+  try {
+    return verify_frame(handle, pixels, height, width, row_bytes, layout, out);
+  } catch (const std::bad_alloc&) {
+    return HV_BAD_INPUT;
+  } catch (const std::exception&) {
+    return HV_PROGRAM;
+  }
+}
+
+const char* hv_reason_string(int reason) {
+  switch (reason) {
+    case HV_REASON_ACCEPTED: return "accepted";
+    case HV_REASON_REJECTED: return "rejected";
+    case HV_REASON_NO_FACE: return "no_face";
+    case HV_REASON_SEVERAL_FACES: return "several_faces";
+    case HV_REASON_FACE_TOO_SMALL: return "face_too_small";
+    case HV_REASON_LOW_QUALITY: return "low_quality";
+    default: return "unknown";
+  }
 }
 
 int hv_mode(const hv_handle* handle) { return handle == nullptr ? -1 : handle->backbone ? 1 : 0; }

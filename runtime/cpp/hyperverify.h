@@ -187,6 +187,48 @@ typedef struct hv_decision {
 HV_API int hv_verify_crop(hv_handle* handle, const uint8_t* rgb, int height, int width, int channels,
                           hv_decision* out);
 
+/* Pixel layouts of a camera frame: 8 bits per channel, interleaved. */
+#define HV_FRAME_BGR 0  /* OpenCV's order */
+#define HV_FRAME_RGB 1
+#define HV_FRAME_BGRA 2 /* iOS kCVPixelFormatType_32BGRA */
+#define HV_FRAME_RGBA 3 /* Android Bitmap ARGB_8888 (bytes R, G, B, A) */
+#define HV_MAX_FRAME_SIDE 8192
+
+/* What hv_verify_frame decided: the reasons of runtime/verifier.py Result.reason. */
+typedef enum hv_reason {
+  HV_REASON_ACCEPTED = 0,
+  HV_REASON_REJECTED = 1,
+  HV_REASON_NO_FACE = 2,
+  HV_REASON_SEVERAL_FACES = 3,   /* two faces of similar size: who holds the phone is unclear */
+  HV_REASON_FACE_TOO_SMALL = 4,  /* the box's shorter side is under 48 px */
+  HV_REASON_LOW_QUALITY = 5      /* detector score under 0.75, or a blurred crop */
+} hv_reason;
+
+typedef struct hv_frame_decision {
+  int reason;             /* hv_reason */
+  hv_decision decision;   /* the face's decision; all zero (not accepted) unless reason is accepted/rejected */
+  float box[4];           /* the chosen face: x, y, width, height in frame pixels (zeros for no_face) */
+  float landmarks[10];    /* its five landmarks, (x, y) each, in frame pixels */
+  float detector_score;
+} hv_frame_decision;
+
+/*
+ * Decide on one camera frame, as runtime/verifier.py Verifier.verify does:
+ * YuNet (the bundle's detector program) finds the faces; the largest is taken
+ * (two of similar size: several_faces); a face under 48 px, a detector score
+ * under 0.75 or a blurred crop is gated before f sees it; the face is aligned
+ * to the 112x112 template and judged like hv_verify_crop (cascade included).
+ * Only accepted and rejected frames count as attempts for the lockout.
+ * pixels: height x width, rows of row_bytes bytes (>= width x channels), in
+ * `layout` (HV_FRAME_*); sides up to HV_MAX_FRAME_SIDE. A bundle without the
+ * detector program is HV_BUNDLE.
+ */
+HV_API int hv_verify_frame(hv_handle* handle, const uint8_t* pixels, int height, int width, size_t row_bytes,
+                           int layout, hv_frame_decision* out);
+
+/* The tag of a reason ("accepted", "no_face", ...), "unknown" otherwise. */
+HV_API const char* hv_reason_string(int reason);
+
 /* 1 when the cascade runs, 0 for f alone, -1 for NULL. */
 HV_API int hv_mode(const hv_handle* handle);
 

@@ -4,7 +4,7 @@
 //   hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned)
 //                   [--device-key HEX --user-files device|either]
 //                   [--lockout STATE.json [--pin-verified]] [--shape H,W,C]
-//                   [--dump-input FILE] [--bench N] [--f-only]
+//                   [--dump-input FILE] [--bench N] [--f-only] [--frame H,W,LAYOUT]
 //   hyperverify_cli enroll <bundle> <out.hvu> <crop.raw>... --pubkey HEX --device-key HEX [--user-id ID]
 //
 // enroll: 1 to the manifest's max_crops 112x112x3 raw RGB aligned crops of one
@@ -22,12 +22,18 @@
 // cascade runs (--f-only turns it off: HV_F_ONLY), a second line
 // "cascade escalated=<0|1> backbone=<cosine|nan>"; or "error=<reason>: message"
 // on stderr with exit status 1 (2 for bad usage).
+// --frame H,W,LAYOUT: the file is a whole camera frame (LAYOUT bgr, rgb, bgra
+// or rgba) and hv_verify_frame decides on it: prints "reason=<tag> score=<logit>
+// accepted=<0|1> escalated=<0|1> backbone=<cosine|nan>" and, when a face was
+// chosen, "face box=x,y,w,h score=<detector score> landmarks=x1,y1,...,x5,y5";
+// --bench N then times N whole frames (detection to decision) instead.
 // --dump-input writes f's preprocessed input (3x64x64 float32 CHW).
 // --bench N times N calls of the network alone (hv_score_input) and N calls of
 // hv_score_crop (resize + normalise + network), on the calling thread, and
 // prints their medians in microseconds.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,7 +55,7 @@ int usage(const std::string& why) {
   return fail(HV_BAD_INPUT,
               why + "\nusage: hyperverify_cli <bundle> <user.hvu> <crop.raw> (--pubkey HEX | --allow-unsigned) "
                     "[--device-key HEX --user-files device|either] [--lockout STATE.json [--pin-verified]] [--shape H,W,C] "
-                    "[--dump-input FILE] [--bench N] [--f-only]\n       hyperverify_cli enroll <bundle> <out.hvu> "
+                    "[--dump-input FILE] [--bench N] [--f-only] [--frame H,W,LAYOUT]\n       hyperverify_cli enroll <bundle> <out.hvu> "
                     "<crop.raw>... --pubkey HEX --device-key HEX [--user-id ID]",
               2);
 }
@@ -147,6 +153,39 @@ std::vector<double> time_calls(long calls, F&& call) {
   return samples;
 }
 
+int frame_layout(const std::string& name) {
+  if (name == "bgr") return HV_FRAME_BGR;
+  if (name == "rgb") return HV_FRAME_RGB;
+  if (name == "bgra") return HV_FRAME_BGRA;
+  if (name == "rgba") return HV_FRAME_RGBA;
+  return -1;
+}
+
+// The --frame path: one hv_verify_frame call (or --bench N of them, lockout detached).
+int verify_frame_main(hv_handle* handle, const std::vector<uint8_t>& pixels, int height, int width, int layout,
+                      long bench) {
+  size_t row_bytes = pixels.size() / static_cast<size_t>(height);
+  hv_frame_decision decided;
+  if (bench > 0) {
+    auto frames = time_calls(bench, [&] { hv_verify_frame(handle, pixels.data(), height, width, row_bytes, layout, &decided); });
+    std::printf("bench frames=%ld threads=1 frame_median_us=%.2f\n", bench, median_us(frames));
+    return 0;
+  }
+  int status = hv_verify_frame(handle, pixels.data(), height, width, row_bytes, layout, &decided);
+  if (status != HV_OK) return fail(status, "cannot decide on the frame");
+  const hv_decision& d = decided.decision;
+  std::printf("reason=%s score=%.9g accepted=%d escalated=%d backbone=%.9g\n", hv_reason_string(decided.reason),
+              decided.reason <= HV_REASON_REJECTED ? d.logit : std::nanf(""), d.accepted, d.escalated,
+              d.backbone_score);
+  if (decided.reason != HV_REASON_NO_FACE) {
+    std::printf("face box=%.6f,%.6f,%.6f,%.6f score=%.6f landmarks=", decided.box[0], decided.box[1],
+                decided.box[2], decided.box[3], decided.detector_score);
+    for (int k = 0; k < 10; k++) std::printf(k ? ",%.6f" : "%.6f", decided.landmarks[k]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,6 +199,7 @@ int main(int argc, char** argv) {
   int height = 0, width = 0, channels = 0;
   std::string dump_path;
   long bench = 0;
+  int frame = -1;  // a frame layout (HV_FRAME_*) with --frame
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     bool has_value = i + 1 < argc;
@@ -185,6 +225,12 @@ int main(int argc, char** argv) {
       if (std::sscanf(argv[++i], "%d,%d,%d", &height, &width, &channels) != 3 || height <= 0 ||
           width <= 0 || channels <= 0)
         return usage("--shape needs H,W,C");
+    } else if (arg == "--frame" && has_value) {
+      char layout[8] = "";
+      if (std::sscanf(argv[++i], "%d,%d,%7s", &height, &width, layout) != 3 || height <= 0 || width <= 0 ||
+          height > HV_MAX_FRAME_SIDE || width > HV_MAX_FRAME_SIDE || (frame = frame_layout(layout)) < 0)
+        return usage("--frame needs H,W,LAYOUT with LAYOUT bgr, rgb, bgra or rgba");
+      channels = frame == HV_FRAME_BGR || frame == HV_FRAME_RGB ? 3 : 4;
     } else if (arg == "--dump-input" && has_value) {
       dump_path = argv[++i];
     } else if (arg == "--bench" && has_value) {
@@ -201,12 +247,12 @@ int main(int argc, char** argv) {
 
   std::ifstream in(positional[2], std::ios::binary);
   if (!in) return fail(HV_IO, positional[2] + ": cannot open");
-  constexpr std::streamsize kMaxCropBytes = 1 << 20;
+  const std::streamsize kMaxCropBytes = frame >= 0 ? std::streamsize{height} * width * channels : 1 << 20;
   std::vector<uint8_t> crop(kMaxCropBytes + 1);
   in.read(reinterpret_cast<char*>(crop.data()), kMaxCropBytes + 1);
   crop.resize(static_cast<size_t>(in.gcount()));
   if (crop.size() > static_cast<size_t>(kMaxCropBytes))
-    return fail(HV_BAD_INPUT, positional[2] + ": larger than any crop");
+    return fail(HV_BAD_INPUT, positional[2] + (frame >= 0 ? ": larger than --frame says" : ": larger than any crop"));
   if (height == 0) {  // infer the shape from the size
     int side = crop.size() == 112u * 112 * 3 ? 112 : crop.size() == 64u * 64 * 3 ? 64 : 0;
     if (side == 0)
@@ -216,7 +262,7 @@ int main(int argc, char** argv) {
     channels = 3;
   }
   if (crop.size() != static_cast<size_t>(height) * width * channels)
-    return fail(HV_BAD_INPUT, positional[2] + ": size does not match --shape");
+    return fail(HV_BAD_INPUT, positional[2] + ": size does not match --shape or --frame");
 
   char err[512];
   hv_handle* handle = nullptr;
@@ -235,6 +281,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (frame >= 0) {
+    int done = verify_frame_main(handle, crop, height, width, frame, bench);
+    hv_close(handle);
+    return done;
+  }
   hv_decision decision;
   status = hv_verify_crop(handle, crop.data(), height, width, channels, &decision);
   if (status == HV_LOCKED_OUT || status == HV_PIN_REQUIRED) {

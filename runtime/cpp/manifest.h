@@ -22,6 +22,7 @@ constexpr size_t kMaxBundleFileBytes = 256u << 20;  // manifest.py MAX_BUNDLE_FI
 constexpr int kBundleFormat = 2;
 constexpr const char* kProgramRole = "executorch-xnnpack";
 constexpr const char* kEnrollmentRole = "enrollment-xnnpack";  // manifest.py ENROLLMENT_ROLE
+constexpr const char* kDetectorRole = "detector-xnnpack";  // manifest.py DETECTOR_ROLE
 
 struct Manifest {
   std::string model_version;

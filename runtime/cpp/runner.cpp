@@ -207,4 +207,36 @@ Result<std::vector<float>> Backbone::embed(const uint8_t* rgb112) {
   return std::move(out.value().first);
 }
 
+struct Detector::State {
+  std::vector<uint8_t> program;  // the bytes the module reads (outlive it)
+  std::unique_ptr<Module> module;
+};
+
+Detector::Detector(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Detector::~Detector() = default;
+
+Result<std::unique_ptr<Detector>> Detector::load(std::vector<uint8_t> program, const std::string& name) {
+  NoThreadPoolGuard no_pool;
+  auto loaded = load_forward<State>(std::move(program), name);
+  if (!loaded.ok()) return loaded.error();
+  return std::unique_ptr<Detector>(new Detector(std::move(loaded.value())));
+}
+
+Result<std::vector<std::vector<float>>> Detector::run(std::vector<float>& chw, int height, int width) {
+  NoThreadPoolGuard no_pool;
+  auto tensor = from_blob(chw.data(), {1, 3, height, width}, ScalarType::Float);
+  auto out = state_->module->execute("forward", {EValue(*tensor)});
+  if (!out.ok()) return fail(HV_PROGRAM, "the detector program failed (" + describe(out.error()) + ")");
+  constexpr size_t kHeads = 12;
+  if (out->size() != kHeads) return fail(HV_PROGRAM, "the detector program did not return YuNet's twelve heads");
+  std::vector<std::vector<float>> heads;
+  for (const EValue& value : *out) {
+    if (!value.isTensor() || value.toTensor().scalar_type() != ScalarType::Float)
+      return fail(HV_PROGRAM, "the detector program's heads are not float tensors");
+    const auto& head = value.toTensor();
+    heads.emplace_back(head.const_data_ptr<float>(), head.const_data_ptr<float>() + head.numel());
+  }
+  return heads;
+}
+
 }  // namespace hyperverify

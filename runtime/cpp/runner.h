@@ -81,4 +81,24 @@ class Backbone {
   std::unique_ptr<State> state_;
 };
 
+// The bundle's detector program (converters/detector_program.py: YuNet, 1 x 3 x
+// H x W BGR floats 0..255, H and W multiples of 32 up to 640 -> its twelve heads),
+// for the frame path (frame.h). Not thread-safe.
+class Detector {
+ public:
+  static Result<std::unique_ptr<Detector>> load(std::vector<uint8_t> program, const std::string& name);
+
+  ~Detector();
+  Detector(const Detector&) = delete;
+  Detector& operator=(const Detector&) = delete;
+
+  // The twelve heads for a 3 x height x width CHW image, each flattened, in the program's order.
+  Result<std::vector<std::vector<float>>> run(std::vector<float>& chw, int height, int width);
+
+ private:
+  struct State;
+  explicit Detector(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 }  // namespace hyperverify
