@@ -125,7 +125,7 @@ def ensure_bundle(target: Path, model: Path | None = None, signing_key: Path | N
             return target, False
     except HyperverifyError:
         pass  # no key or bundle yet, a broken bundle or one signed by another key: build it
-    build_signed_bundle(target, model_path, signing_key, coreml=False)
+    build_signed_bundle(target, model_path, signing_key, coreml=False, detector=False)
     return target, True
 
 

@@ -299,16 +299,21 @@ def _build_sdk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-device-enrollment", action="store_true",
                    help="skip the on-device enrollment program (39 MiB: SFace + the generator), for an app that "
                         "enrolls its users through the backend")
+    p.add_argument("--no-detector", action="store_true",
+                   help="skip the face detector program (YuNet, 262 KiB) that the C++ runtime's hv_verify_frame "
+                        "runs, for an app that hands the runtime aligned crops; exported once (about a minute), "
+                        "then kept in $HYPERVERIFY_CACHE")
 
 
 @command("build-sdk", _build_sdk_args)
 def _build_sdk(args: argparse.Namespace) -> int:
-    """Build the signed SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model, docs."""
+    """Build the signed SDK bundle: shared ExecuTorch programs, Core ML model, manifest, enrollment model,
+    detector program, docs."""
     from hyperverify.sdk.export_user import build_signed_bundle
     from hyperverify.sdk.signing import public_key_path, public_raw
 
     manifest, key, key_path = build_signed_bundle(args.out, args.model, args.signing_key, not args.no_coreml,
-                                                  not args.no_device_enrollment)
+                                                  not args.no_device_enrollment, not args.no_detector)
     total = sum((args.out / f).stat().st_size for f in manifest.files)
     print(f"{args.out}: {len(manifest.files)} files, {total / 1024:.0f} KiB; model {manifest.model_version}, "
           f"calibrated threshold {manifest.threshold:.3f} (FAR {manifest.target_far:g}), a floor for every user\n"

@@ -39,17 +39,18 @@ def bundle_inputs(model: HyperModel, extra: dict, model_bytes: bytes, coreml: bo
 
 
 def build_signed_bundle(target: Path, model: Path | None = None, signing_key: Path | None = None,
-                        coreml: bool = True, enrollment: bool = True) -> tuple[Manifest, Ed25519PrivateKey, Path]:
+                        coreml: bool = True, enrollment: bool = True,
+                        detector: bool = True) -> tuple[Manifest, Ed25519PrivateKey, Path]:
     """Build a bundle from ``model`` (default: the committed model) into ``target``, signed with the
     key at ``signing_key`` (default ``signing.default_key_path()``; made, mode 0600, when absent),
     and emit its public half as ``<target>.public-key.pem``. Returns (manifest, key, key path);
     the app trusts ``TrustPolicy.signed(signing.public_raw(key))`` and signs user files with ``key``.
     ``enrollment``: ship the on-device enrollment program (39 MiB; an app that enrolls through the
-    backend does without it)."""
+    backend does without it); ``detector``: ship the C++ frame path's detector program."""
     model_path = Path(model) if model else DEFAULT_MODEL
     hyper, extra = load_default(model_path)
     key, key_path, _ = load_or_create_key(signing_key)
-    manifest = build_bundle(bundle_inputs(hyper, extra, model_path.read_bytes(), coreml, enrollment), target, key)
+    manifest = build_bundle(bundle_inputs(hyper, extra, model_path.read_bytes(), coreml, enrollment, detector), target, key)
     write_public_key(key, public_key_path(target))
     return manifest, key, key_path
 

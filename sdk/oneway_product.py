@@ -72,7 +72,8 @@ class OneWayScorer:
         bundle = Path(self._folder.name) / "sdk"
         if self.progress:
             print(f"building the SDK bundle from {self.model_path} (ExecuTorch export, about 30 s)", file=sys.stderr, flush=True)
-        build_bundle(bundle_inputs(self._model_obj, self._extra, self.model_path.read_bytes(), coreml=False), bundle, key)
+        build_bundle(bundle_inputs(self._model_obj, self._extra, self.model_path.read_bytes(), coreml=False,
+                                   detector=False), bundle, key)
         self.manifest = open_manifest(bundle, self._trust)
         self._runner = ProgramRunner(checked_file(bundle, self.manifest, self.manifest.programs[PROGRAM_ROLE]))
         checked_file(bundle, self.manifest, ENROLLMENT_MODEL)
