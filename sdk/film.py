@@ -42,11 +42,12 @@ class FilmGenerator(Generator):
 class FilmModel(HyperModel):
     """A head-generating HyperModel whose theta carries the FiLM values after the head."""
 
+    generator_class = FilmGenerator
+
     def __init__(self, config: ModelConfig) -> None:
         if config.generate != "head":
             raise ValueError("FiLM modulates a shared trunk: generate='head' only")
         super().__init__(config)
-        self.generator = FilmGenerator(config)
         self.head_size = config.layout.parameter_count(config.generated)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:

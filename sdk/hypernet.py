@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -127,10 +128,13 @@ class Generator(torch.nn.Module):
 class HyperModel(torch.nn.Module):
     """Generator + f's shared slices."""
 
+    generator_class: ClassVar[type[Generator]] = Generator
+    """What a subclass whose theta carries more than the generated slices swaps in (``sdk.film``)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.generator = Generator(config)
+        self.generator = self.generator_class(config)
         self.shared = torch.nn.ParameterDict()
         shapes = dict(config.layout.slices)
         for name in config.shared:
