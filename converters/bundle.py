@@ -69,6 +69,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
     target = Path(target)
     staging = staging_dir(target)
     try:
+        layout_hash = inputs.layout.layout_hash(inputs.generated)
         module = SharedVerifier(inputs.shared, inputs.generated, inputs.layout)
         programs = {"executorch-xnnpack": "verifier-xnnpack.pte", "executorch-portable": "verifier-portable.pte"}
         export_program(module, inputs.model_version, staging / programs["executorch-xnnpack"], "xnnpack")
@@ -91,7 +92,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
                 programs[COREML_ENROLLMENT_ROLE] = "coreml/enroll-ios16.mlpackage"
                 enrollment_package(inputs.enrollment, staging / programs[COREML_ENROLLMENT_ROLE],
                                    {"model_version": inputs.model_version,
-                                    "layout_hash": inputs.layout.layout_hash(inputs.generated), "tier": inputs.layout.name,
+                                    "layout_hash": layout_hash, "tier": inputs.layout.name,
                                     "threshold": f"{inputs.enrollment.threshold:.6f}"})
         if inputs.detector is not None:
             programs[DETECTOR_ROLE] = "detect-xnnpack.pte"
@@ -106,7 +107,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
         from importlib.metadata import version
 
         manifest = Manifest(
-            model_version=inputs.model_version, layout_hash=inputs.layout.layout_hash(inputs.generated),
+            model_version=inputs.model_version, layout_hash=layout_hash,
             generated=list(inputs.layout.ordered(inputs.generated)), tier=inputs.layout.name, threshold=inputs.threshold,
             target_far=inputs.target_far, files=files, programs=programs, enrollment=enrollment,
             cascade=inputs.cascade if enrollment is not None else None,

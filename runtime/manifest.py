@@ -178,8 +178,12 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: the enrollment program and its settings must come together")
     if manifest.cascade is not None and manifest.enrollment is None:
         raise BundleError(f"{source}: a cascade needs the enrollment program (it runs the backbone)")
-    generated, layout = manifest.generated, manifest.layout
-    if not generated or not set(generated) <= set(layout.slice_names) or len(set(generated)) != len(generated):
+    layout = manifest.layout
+    try:
+        valid = bool(layout.ordered(tuple(manifest.generated)))  # a bundle that generates nothing is refused too
+    except ValueError:
+        valid = False
+    if not valid:
         raise BundleError(f"{source}: unknown or repeated generated slices {manifest.generated} for tier {layout.name}")
     expected = layout.layout_hash(tuple(manifest.generated))
     if manifest.layout_hash != expected:

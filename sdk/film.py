@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hyperverify.runtime import spec
 from hyperverify.sdk.backbone import EMBEDDING_DIM
 from hyperverify.sdk.datasets import Pairs
-from hyperverify.sdk.hypernet import Generator, HyperModel, ModelConfig
+from hyperverify.sdk.hypernet import Generator, HyperModel, ModelConfig, pooled_embedding
 from hyperverify.sdk.oneway import small_crops
 from hyperverify.sdk.prepare import PreparedSet
 
@@ -36,18 +36,18 @@ class FilmGenerator(Generator):
         torch.nn.init.zeros_(self.film[-1].bias)
 
     def compose(self, embeddings: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        e = F.normalize(embeddings.mean(1) if embeddings.dim() == 3 else embeddings, dim=-1)
-        return torch.cat([super().compose(embeddings, raw), self.film(e)], dim=1)
+        return torch.cat([super().compose(embeddings, raw), self.film(pooled_embedding(embeddings))], dim=1)
 
 
 class FilmModel(HyperModel):
     """A head-generating HyperModel whose theta carries the FiLM values after the head."""
 
+    generator_class = FilmGenerator
+
     def __init__(self, config: ModelConfig) -> None:
         if config.generate != "head":
             raise ValueError("FiLM modulates a shared trunk: generate='head' only")
         super().__init__(config)
-        self.generator = FilmGenerator(config)
         self.head_size = config.layout.parameter_count(config.generated)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:

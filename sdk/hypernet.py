@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,12 @@ def _init_scale(name: str, shape: tuple[int, ...]) -> float:
     return math.sqrt(2.0 / fan_in) if not name.startswith("head") else math.sqrt(1.0 / fan_in)
 
 
+def pooled_embedding(embeddings: torch.Tensor) -> torch.Tensor:
+    """Bx128 (one face) or BxNx128 (N enrollment faces, mean-pooled) as one unit-norm embedding per
+    enrollment: every part that reads the enrollment must see the same input for it."""
+    return F.normalize(embeddings.mean(1) if embeddings.dim() == 3 else embeddings, dim=-1)
+
+
 class Generator(torch.nn.Module):
     """h_gen: an MLP from the pooled, unit-norm embedding to the generated slices of theta.
 
@@ -103,16 +110,14 @@ class Generator(torch.nn.Module):
 
     def raw(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Unit-scale output for Bx128 (one face) or BxNx128 (N enrollment faces, mean-pooled)."""
-        if embeddings.dim() == 3:
-            embeddings = embeddings.mean(1)
-        return self.net(F.normalize(embeddings, dim=-1))
+        return self.net(pooled_embedding(embeddings))
 
     def compose(self, embeddings: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """theta from the raw (MLP) output: scaled, plus the projection head when ``base``."""
         theta = raw * self.scale
         if not self.base:
             return theta
-        e = F.normalize(embeddings.mean(1) if embeddings.dim() == 3 else embeddings, dim=-1)
+        e = pooled_embedding(embeddings)
         head = torch.cat([self.base_scale * e @ self.projection, self.base_bias.expand(len(e), 1)], dim=1)
         return theta + head
 
@@ -123,10 +128,13 @@ class Generator(torch.nn.Module):
 class HyperModel(torch.nn.Module):
     """Generator + f's shared slices."""
 
+    generator_class: ClassVar[type[Generator]] = Generator
+    """What a subclass whose theta carries more than the generated slices swaps in (``sdk.film``)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.generator = Generator(config)
+        self.generator = self.generator_class(config)
         self.shared = torch.nn.ParameterDict()
         shapes = dict(config.layout.slices)
         for name in config.shared:

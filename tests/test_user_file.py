@@ -1,31 +1,19 @@
 """The user weights file: round trips, every refusal, and mutated files thrown at the reader."""
 
+import functools
 import struct
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperverify.runtime import spec
 from hyperverify.runtime import user_file as uf
+from tests.vectors import make_vectors
+from tests.vectors.make_vectors import COUNT, KEY, LAYOUT, OTHER_KEY
 
-PAPER = spec.tier("paper")
-LAYOUT = PAPER.layout_hash(PAPER.generate_modes["head"])
-COUNT = PAPER.parameter_count(PAPER.generate_modes["head"])
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # a test key, made here, never shipped
-OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
-
-
-def weights(dtype: str = "float16", cascade: bool = False) -> uf.UserWeights:
-    rng = np.random.default_rng(0)
-    theta = rng.normal(0, 0.1, COUNT).astype(np.float32)
-    embedding = rng.normal(0, 1, spec.EMBEDDING_SIZE).astype(np.float32) if cascade else None
-    if embedding is not None:
-        embedding /= np.linalg.norm(embedding)
-    return uf.UserWeights(theta, 1.25, LAYOUT, "0123456789abcdef", "alice", dtype, embedding=embedding,
-                          photos=2 if cascade else 0)
+weights = functools.partial(make_vectors.weights, theta_std=0.1, threshold=1.25, photos=2)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])

@@ -42,15 +42,17 @@ def public_hex(key: Ed25519PrivateKey) -> str:
     return raw.hex()
 
 
-def weights(dtype: str = "float16", cascade: bool = False) -> uf.UserWeights:
-    """Test weights; with ``cascade`` in format 2 (an embedding from 3 photos)."""
+def weights(dtype: str = "float16", cascade: bool = False, *, theta_std: float = 0.05, threshold: float = 0.25,
+            photos: int = 3) -> uf.UserWeights:
+    """Test weights; with ``cascade`` in format 2 (an embedding from ``photos`` photos). The keywords
+    are for tests/test_user_file.py, whose assertions name its own values; the defaults make the vectors."""
     rng = np.random.default_rng(0)
-    theta = rng.normal(0, 0.05, COUNT).astype(np.float32)
+    theta = rng.normal(0, theta_std, COUNT).astype(np.float32)
     embedding = rng.normal(0, 1, spec.EMBEDDING_SIZE).astype(np.float32) if cascade else None
     if embedding is not None:
         embedding /= np.linalg.norm(embedding)
-    return uf.UserWeights(theta, 0.25, LAYOUT, MODEL_VERSION, "alice", dtype, embedding=embedding,
-                          photos=3 if cascade else 0)
+    return uf.UserWeights(theta, threshold, LAYOUT, MODEL_VERSION, "alice", dtype, embedding=embedding,
+                          photos=photos if cascade else 0)
 
 
 def _fix(body: bytes) -> bytes:
