@@ -39,7 +39,7 @@ from hyperverify.runtime.atomic import atomic_write_text
 from hyperverify.runtime.faces import FaceAligner, FaceDetector
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
-from hyperverify.runtime.manifest import ENROLLMENT_ROLE
+from hyperverify.runtime.manifest import DETECTOR_ROLE, ENROLLMENT_ROLE
 from hyperverify.runtime.trust import open_manifest
 
 
@@ -126,21 +126,39 @@ def python_runtime_memory(bundle: Path, user: Path, images: list[Path], trust: T
     return {"peak_rss_mib": float(fields[0]), "frames": len(images), "imports_torch": fields[1] == "1"}
 
 
+def _cpp_policy(trust: TrustPolicy) -> list[str]:
+    return ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
+
+
+def _cpp_numbers(command: list[str], keys: tuple[str, ...]) -> dict[str, float]:
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    text = out.stdout + out.stderr
+    numbers = {k: float(v) for k, v in re.findall(r"(\w+)=([-+0-9.eE]+)", text)}
+    for key in keys:
+        if key not in numbers:
+            raise RuntimeError(f"{command[0]}: no {key} in its output: {text.strip()!r}")
+    return numbers
+
+
 def cpp_cli_run(cpp_cli: Path, bundle: Path, user: Path, crop: np.ndarray, calls: int, trust: TrustPolicy) -> dict:
     """The C++ CLI's own timings of f (``--f-only``) and its peak memory (``/usr/bin/time -f %M``: the
     CLI is forked by ``time``, a small process, so its figure is the CLI's own)."""
     raw = bundle.parent / "bench-crop.rgb"
     raw.write_bytes(crop.tobytes())
-    policy = ["--pubkey", trust.public_key.hex()] if trust.requires_signatures else ["--allow-unsigned"]
-    out = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", str(cpp_cli), str(bundle), str(user), str(raw),
-                          *policy, "--f-only", "--bench", str(calls)], capture_output=True, text=True, check=True)
-    text = out.stdout + out.stderr
-    numbers = {k: float(v) for k, v in re.findall(r"(\w+)=([-+0-9.eE]+)", text)}
-    for key in ("forward_median_us", "crop_median_us", "maxrss_kib"):
-        if key not in numbers:
-            raise RuntimeError(f"{cpp_cli}: no {key} in its output: {text.strip()!r}")
+    numbers = _cpp_numbers(["/usr/bin/time", "-f", "maxrss_kib=%M", str(cpp_cli), str(bundle), str(user), str(raw),
+                            *_cpp_policy(trust), "--f-only", "--bench", str(calls)],
+                           ("forward_median_us", "crop_median_us", "maxrss_kib"))
     return {"forward_median_us": numbers["forward_median_us"], "crop_median_us": numbers["crop_median_us"],
             "calls": calls, "peak_rss_mib": numbers["maxrss_kib"] / 1024}
+
+
+def cpp_frame_run(cpp_cli: Path, bundle: Path, user: Path, bgr: np.ndarray, calls: int, trust: TrustPolicy) -> float:
+    """The C++ CLI's median of whole frames (``hv_verify_frame``: detection to decision, f alone), in µs."""
+    raw = bundle.parent / "bench-frame.bgr"
+    raw.write_bytes(np.ascontiguousarray(bgr).tobytes())
+    frame = f"{bgr.shape[0]},{bgr.shape[1]},bgr"
+    return _cpp_numbers([str(cpp_cli), str(bundle), str(user), str(raw), *_cpp_policy(trust), "--f-only",
+                         "--frame", frame, "--bench", str(calls)], ("frame_median_us",))["frame_median_us"]
 
 
 def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
@@ -354,6 +372,11 @@ def run_bench(bundle: Path, user: Path, images: list[Path], trust: TrustPolicy, 
         results["crop_to_score_cpp_cli"] = {"median_us": cpp["crop_median_us"], "calls": calls}
         ratios["sface_executorch / f_cpp_cli"] = sface / cpp["forward_median_us"]
         memory["cpp_cli"] = {"peak_rss_mib": cpp["peak_rss_mib"], "bench_calls": calls}
+        if DETECTOR_ROLE in open_manifest(bundle, trust).programs:
+            frame_calls = max(20, calls // 20)
+            results["end_to_end_frame_cpp_cli"] = {"median_us": cpp_frame_run(cpp_cli, bundle, user, frames[0],
+                                                                              frame_calls, trust),
+                                                   "calls": frame_calls}
     return {"results": results, "ratios": ratios, "memory": memory, "sizes": sizes,
             "threads": {"torch": 1, "executorch": threads, "opencv": cv2.getNumThreads()}}
 
