@@ -227,7 +227,7 @@ def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Pa
     assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
                                 "hv_threshold", "hv_close", "hv_status_string", "hv_lockout_attach",
                                 "hv_lockout_status", "hv_lockout_pin_verified", "hv_verify_crop", "hv_mode",
-                                "hv_open_trusted", "hv_enroll"])
+                                "hv_open_trusted", "hv_enroll", "hv_verify_frame", "hv_reason_string"])
 
 
 # ---------------------------------------------------------------------------------------------
