@@ -11,8 +11,14 @@ Each tier is trained by the same recipe, then scored one-way on the same held-ou
 The recipe is the "long" one (1,200 distillation + 1,000 objective steps, model A: trained on the
 people of View 2 folds 0-4 and celeba940, calibrated on folds 5-6 people, scored on folds 5-9 pairs).
 It is short on purpose: every tier gets the same steps, so the frontier compares sizes, not training
-budgets. The paper tier trained 6.4 times longer (the default model) is shown beside it as the
-learning-curve point. Latency: each tier's shared program, exported from its trained model as the SDK
+budgets. The paper and 100k tiers trained 6.4 times longer (8,000 + 6,000 steps; the paper one is the
+default model) are shown beside them as learning-curve points:
+
+    python benchmarks/accuracy.py --part view2 --model-name A --layout 100k --steps 8000 --stage2-steps 6000 \
+        --eval-every 500 --l2 1e-2 --tag=-tier-100k-xxlong
+    python benchmarks/product_bar.py --model runs/acc-view2-tier-100k-xxlong-A/model.pt --tag=-tier-100k-xxlong --publish
+    python benchmarks/cascade.py --model runs/acc-view2-tier-100k-xxlong-A/model.pt --tag=-tier-100k-xxlong --publish
+ Latency: each tier's shared program, exported from its trained model as the SDK
 exports it (ExecuTorch XNNPACK), and the backbone's program, timed in one process on one thread, one
 after the other, so that their ratio holds on a shared machine.
 """
@@ -40,8 +46,10 @@ SHIPPED_QUANTILE = 0.05
 """The cascade's lower edge as shipped (``sdk/cascade.py`` QUANTILE)."""
 HELD_OUT = [5, 6, 7, 8, 9]
 """Model A's scored folds: the people of folds 0-4 trained it, folds 5-6 people calibrated it."""
-LONGER = ("accuracy-view2-xxlong-A.json", "paper, 14,000 steps (the default model)")
-"""The paper tier trained by the same recipe for 8,000 + 6,000 steps (committed results)."""
+LONGER = (("paper", "accuracy-view2-xxlong-A.json", "", "paper, 14,000 steps (the default model)"),
+          ("100k", "accuracy-view2-tier-100k-xxlong-A.json", "-tier-100k-xxlong", "100k, 14,000 steps"))
+"""Tiers trained by the same recipe for 8,000 + 6,000 steps: (tier, accuracy results, the tag of their
+product bar and cascade results, label)."""
 
 
 def tier_point(name: str, results: Path) -> dict:
@@ -49,14 +57,26 @@ def tier_point(name: str, results: Path) -> dict:
     its model (``product_bar.py`` / ``cascade.py --model ... --tag=-tier-<name> --publish``)."""
     payload = json.loads((results / f"accuracy-view2-tier-{name}-A.json").read_text())
     return {"tier": name, "command": payload["command"], **_figures(payload["result"], *trunk_cost(name)),
-            **_product(name)}
+            **_product(f"-tier-{name}")}
 
 
-def _product(name: str) -> dict:
+def longer_point(tier: str, file: str, tag: str, label: str, results: Path) -> dict:
+    """A learning-curve point: the accuracy results are in ``results`` (a run's own folder) or, when
+    published with ``--publish``, in the committed results."""
+    found = next((folder / file for folder in (results, publishing.RESULTS) if (folder / file).is_file()), None)
+    if found is None:
+        raise SystemExit(f"{file} is in neither {results} nor {publishing.RESULTS}: run its accuracy.py command "
+                         "(the module docstring) first")
+    payload = json.loads(found.read_text())
+    return {"tier": label, "trunk": tier, "command": payload["command"],
+            **_figures(payload["result"], *trunk_cost(tier)), **_product(tag)}
+
+
+def _product(tag: str) -> dict:
     """FRR per person at FAR 1/50,000 (f alone, 3 photos, one frame and best of 3), and the cascade at
     its shipped lower edge (the 5 % quantile of owners' f scores): owner attempts escalated and FRR."""
-    bar = json.loads((publishing.RESULTS / f"product-bar-tier-{name}.json").read_text())["verifiers"]["refined"]
-    cascade = json.loads((publishing.RESULTS / f"cascade-tier-{name}.json").read_text())["product"]
+    bar = json.loads((publishing.RESULTS / f"product-bar{tag}.json").read_text())["verifiers"]["refined"]
+    cascade = json.loads((publishing.RESULTS / f"cascade{tag}.json").read_text())["product"]
     row = next(r for r in cascade["curve"] if r["quantile"] == SHIPPED_QUANTILE)
     frr = {(r["photos"], r["frames"]): r["target"]["frr_per_person"] for r in bar}
     return {"frr_1_50000_3_photos": frr[(3, 1)], "frr_1_50000_3_photos_best_of_3": frr[(3, 3)],
@@ -125,7 +145,7 @@ def _timed_program(data: bytes, inputs: list, calls: int, repeats: int) -> dict:
     return timed(lambda: (method.execute(inputs), program), calls, repeats)  # the Method needs its Program alive
 
 
-def plot(points: list[dict], longer: dict, path: Path) -> None:
+def plot(points: list[dict], longer: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +157,8 @@ def plot(points: list[dict], longer: dict, path: Path) -> None:
             label="f's tiers, same recipe (2,200 steps), refined head")
     backbone = next(p for p in points if "backbone" in p["tier"])
     ax.plot([backbone["flops"] / 1e6], [100 * backbone["accuracy"]], "s", color="C3", label="backbone (SFace), symmetric")
-    ax.plot([longer["flops"] / 1e6], [100 * longer["accuracy"]], "^", color="C2", label=longer["tier"])
+    ax.plot([p["flops"] / 1e6 for p in longer], [100 * p["accuracy"] for p in longer], "^--", color="C2",
+            label="trained 14,000 steps: " + ", ".join(p["trunk"] for p in longer))
     for p in points:
         ax.annotate(p["tier"].split(" ")[0], (p["flops"] / 1e6, 100 * p["accuracy"]), textcoords="offset points",
                     xytext=(6, -12), fontsize=8)
@@ -156,20 +177,20 @@ def markdown(report: dict) -> str:
     rows = ["| point | parameters | MFLOPs | one-way accuracy | AUC | TAR@1e-3, 1 / 3 photos | latency, 1 thread (XNNPACK) | share of the backbone's latency |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     backbone_us = report["latency"]["backbone (SFace)"]["median_us"]
-    for p in report["points"] + [report["longer"]]:
-        late = report["latency"].get(p["tier"])
+    for p in report["points"] + report["longer"]:
+        late = report["latency"].get(p["tier"])  # a learning-curve point runs its trunk's program: same latency
         tar = (f"{100 * p['tar_1e-3_1_photo']:.1f} / {100 * p['tar_1e-3_3_photos']:.1f} %"
                if "tar_1e-3_1_photo" in p else "-")
-        timing = (f"{late['median_us']:.0f} µs" if late["median_us"] < 1000 else f"{late['median_us'] / 1000:.1f} ms") if late else "as the paper tier"
+        timing = (f"{late['median_us']:.0f} µs" if late["median_us"] < 1000 else f"{late['median_us'] / 1000:.1f} ms") if late else f"as the {p['trunk']} tier"
         share = f"{100 * late['median_us'] / backbone_us:.2f} %" if late else "-"
         rows.append(f"| {p['tier']} | {p['parameters']:,} | {p['flops'] / 1e6:.2f} | {100 * p['accuracy']:.2f} % | "
                     f"{p['auc']:.4f} | {tar} | {timing} | {share} |")
     rows += ["", "| tier | f alone, FRR per person at FAR 1/50,000, 3 photos: 1 frame / best of 3 | cascade as shipped: owner / stranger attempts escalated | cascade: FRR per person (FAR) | owner's mean cost per attempt, share of the backbone's latency |",
              "| --- | --- | --- | --- | --- |"]
-    for p in report["points"]:
+    for p in report["points"] + report["longer"]:
         if "cascade_frr" not in p:
             continue
-        f_share = report["latency"][p["tier"]]["median_us"] / backbone_us
+        f_share = report["latency"][p.get("trunk", p["tier"])]["median_us"] / backbone_us
         rows.append(f"| {p['tier']} | {100 * p['frr_1_50000_3_photos']:.1f} / {100 * p['frr_1_50000_3_photos_best_of_3']:.1f} % | "
                     f"{100 * p['cascade_owner_escalated']:.0f} / {100 * p['cascade_stranger_escalated']:.1f} % | "
                     f"{100 * p['cascade_frr']:.1f} % ({p['cascade_far']:.1e}) | "
@@ -189,8 +210,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     points = [tier_point(name, args.source) for name in args.tiers] + [backbone_point()]
-    xxlong = json.loads((publishing.RESULTS / LONGER[0]).read_text())
-    longer = {"tier": LONGER[1], "command": xxlong["command"], **_figures(xxlong["result"], *trunk_cost("paper"))}
+    longer = [longer_point(*entry, args.source) for entry in LONGER]
     report = {"command": " ".join(sys.argv), "held_out_folds": HELD_OUT, "points": points, "longer": longer,
               "latency": latencies(args.tiers, args.runs, args.calls, args.repeats)}
     out = publishing.results_dir(args)
