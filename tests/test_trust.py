@@ -30,9 +30,10 @@ from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import MAX_PIXELS, decode_image, read_image
 from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, checked_file, parse_manifest,
                                           read_manifest, sha256_bytes)
-from hyperverify.runtime.trust import ManifestSignatureError, TrustError, accepts, open_manifest, threshold_floor
-from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LengthError, SignatureError, UserFileError, UserWeights,
-                                           read_user_file, write_user_file)
+from hyperverify.runtime.trust import (ManifestSignatureError, TrustError, accepts, calibrated_floor, open_manifest,
+                                       read_trusted_user_file, threshold_floor)
+from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LayoutError, LengthError, SignatureError, UserFileError,
+                                           UserWeights, read_user_file, write_user_file)
 from hyperverify.sdk.enroll import DEFAULT_MODEL, enroll
 from hyperverify.sdk.export_user import bundle_inputs
 from hyperverify.sdk.signing import public_raw
@@ -517,3 +518,163 @@ def test_a_device_policy_must_be_explicit_and_complete(make, message) -> None:
 
 def test_the_device_key_is_never_printed() -> None:
     assert repr(DEVICE_KEY) not in repr(DEVICE_ONLY) and "device_key" not in repr(DEVICE_ONLY)
+
+
+# ---------------------------------------------------------------------------------------------
+# the device-key policy, bundle-free: which user files each policy reads, and the floor each gets.
+# Every policy is made inside the test (a module-level one is built before mutmut switches a mutant
+# on, so it would not see a mutated ``__post_init__``); the files are small real ones, written here.
+
+ENROLLMENT = {"threshold": 7.25, "head": "generated", "max_crops": 5}
+OTHER_DEVICE_KEY = bytes(range(200, 232))
+OTHER_BACKEND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def _manifest(enrollment: dict | None = None, layout_hash: str | None = None) -> Manifest:
+    """A valid manifest (parsed, so every rule of ``parse_manifest`` holds), with or without the
+    enrollment program and its generated heads' threshold."""
+    raw = json.loads(GOOD_MANIFEST)
+    if enrollment is not None:
+        raw.update(enrollment=enrollment, files={**raw["files"], "enroll.pte": "b" * 64},
+                   programs={**raw["programs"], "enrollment-xnnpack": "enroll.pte"})
+    manifest = parse_manifest(json.dumps(raw).encode())
+    return manifest if layout_hash is None else Manifest(**{**manifest.__dict__, "layout_hash": layout_hash})
+
+
+def _weights(manifest: Manifest, threshold: float = 1.5) -> UserWeights:
+    return UserWeights(theta=np.linspace(-1.0, 1.0, 24, dtype=np.float32), threshold=threshold,
+                       layout_hash=manifest.layout_hash, model_version=manifest.model_version, user_id="owner",
+                       dtype="float32")
+
+
+@pytest.fixture()
+def user_files(tmp_path) -> dict[str, Path]:
+    """One small user file of each kind: backend-signed, device-made, made on another device,
+    signed by another backend, and unsigned."""
+    weights = _weights(_manifest())
+    kinds = {"backend": {"signing_key": KEY}, "device": {"device_key": DEVICE_KEY},
+             "other_device": {"device_key": OTHER_DEVICE_KEY}, "other_backend": {"signing_key": OTHER_BACKEND_KEY},
+             "unsigned": {}}
+    for kind, keys in kinds.items():
+        write_user_file(tmp_path / f"{kind}.hvu", weights, **keys)
+    return {kind: tmp_path / f"{kind}.hvu" for kind in kinds}
+
+
+def _policy(user_files: str) -> TrustPolicy:
+    if user_files == "unsigned":
+        return TrustPolicy.allow_unsigned("tests: the device-key policy")
+    return TrustPolicy.signed(PUBLIC, device_key=None if user_files == "backend" else DEVICE_KEY,
+                              user_files=user_files)
+
+
+NOT_DEVICE = "the file is device-made but the app's policy accepts only backend-signed files"
+NO_PUBLIC_KEY = "a signature is required but no public key was given"
+NOT_THIS_DEVICE = "bad device authentication: not made with this device's key"
+NOT_THIS_BACKEND = "bad signature: not issued by this backend's key"
+UNSIGNED_FILE = "the file is unsigned but a signature is required"
+
+
+SWITCH = [
+    ("backend", "backend", None),
+    ("backend", "device", NOT_DEVICE),
+    ("backend", "other_device", NOT_DEVICE),
+    ("backend", "other_backend", NOT_THIS_BACKEND),
+    ("backend", "unsigned", UNSIGNED_FILE),
+    ("device", "backend", NO_PUBLIC_KEY),
+    ("device", "device", None),
+    ("device", "other_device", NOT_THIS_DEVICE),
+    ("device", "other_backend", NO_PUBLIC_KEY),
+    ("device", "unsigned", UNSIGNED_FILE),
+    ("either", "backend", None),
+    ("either", "device", None),
+    ("either", "other_device", NOT_THIS_DEVICE),
+    ("either", "other_backend", NOT_THIS_BACKEND),
+    ("either", "unsigned", UNSIGNED_FILE),
+    ("unsigned", "backend", None),  # the opt-out checks no key: every well-formed file loads
+    ("unsigned", "device", None),
+    ("unsigned", "other_device", None),
+    ("unsigned", "other_backend", None),
+    ("unsigned", "unsigned", None),
+]
+"""(policy, kind of user file, the refusal or None when it loads): every policy against every kind."""
+
+
+@pytest.mark.parametrize("policy, kind, refusal", SWITCH, ids=[f"{p}-{k}" for p, k, _ in SWITCH])
+def test_the_policy_switch_reads_exactly_the_user_files_it_accepts(user_files, policy, kind, refusal) -> None:
+    path = user_files[kind]
+    trust, manifest = _policy(policy), _manifest()
+    if refusal is not None:
+        with pytest.raises(SignatureError) as refused:
+            read_trusted_user_file(path, manifest, trust)
+        assert str(refused.value) == f"{path}: {refusal}"
+        return
+    weights = read_trusted_user_file(path, manifest, trust)
+    assert weights.device_made is kind.endswith("device") and weights.signed is kind.endswith("backend")
+    assert weights.threshold == 1.5 and weights.user_id == "owner" and weights.layout_hash == manifest.layout_hash
+    assert np.array_equal(weights.theta, np.linspace(-1.0, 1.0, 24, dtype=np.float32))
+
+
+@pytest.mark.parametrize("policy", ["backend", "device", "either", "unsigned"])
+def test_a_user_file_for_another_layout_is_refused_under_every_policy(user_files, policy) -> None:
+    path = user_files["device" if policy == "device" else "backend"]
+    other = _manifest(layout_hash="0123456789abcdef")
+    with pytest.raises(LayoutError) as refused:
+        read_trusted_user_file(path, other, _policy(policy))
+    assert str(refused.value) == (f"{path}: weights are for verifier layout {_manifest().layout_hash}, "
+                                  "the program is 0123456789abcdef")
+
+
+def test_each_kind_of_user_file_gets_its_own_calibrated_floor(user_files) -> None:
+    """A backend file's floor is the manifest's threshold, with or without the enrollment program;
+    a device-made file's is the generated heads' (``enrollment.threshold``), and a device-made file
+    for a bundle without the program is refused."""
+    with_program, without = _manifest(ENROLLMENT), _manifest()
+    assert (with_program.threshold, without.threshold) == (4.0, 4.0)
+    either = _policy("either")
+    backend = read_trusted_user_file(user_files["backend"], with_program, either)
+    device = read_trusted_user_file(user_files["device"], with_program, either)
+    assert calibrated_floor(with_program, backend) == 4.0 and calibrated_floor(without, backend) == 4.0
+    floor = calibrated_floor(with_program, device)
+    assert floor == 7.25 and type(floor) is float
+    numpy_threshold = Manifest(**{**with_program.__dict__,
+                                  "enrollment": {**ENROLLMENT, "threshold": np.float32(6.5)}})
+    assert type(calibrated_floor(numpy_threshold, device)) is float
+    with pytest.raises(BundleError) as refused:
+        calibrated_floor(without, device)
+    assert str(refused.value) == ("a device-made user file, but this bundle ships no enrollment program (and no "
+                                  "threshold for device-made heads)")
+
+
+def test_every_device_policy_refusal_is_worded_exactly() -> None:
+    """The whole message of each refusal a developer meets when wiring the device key, the policy
+    built inside the test."""
+    key = DEVICE_KEY
+    cases = [
+        (lambda: TrustPolicy.signed(PUBLIC, device_key=key),
+         "a device key was given but the policy accepts only backend-signed user files; "
+         "say user_files='device' or 'either'"),
+        (lambda: TrustPolicy(unsigned_reason="tests", device_key=key),
+         "a device key goes with a signed policy (TrustPolicy.signed): the bundle is the backend's either way"),
+        (lambda: TrustPolicy(unsigned_reason="tests", user_files="device"),
+         "a device key goes with a signed policy (TrustPolicy.signed): the bundle is the backend's either way"),
+        (lambda: TrustPolicy(unsigned_reason="tests", user_files="either"),
+         "a device key goes with a signed policy (TrustPolicy.signed): the bundle is the backend's either way"),
+        (lambda: TrustPolicy.signed(PUBLIC, user_files="device"),
+         "user_files='device' needs the device's key: a device key is at least 32 random bytes"),
+        (lambda: TrustPolicy.signed(PUBLIC, device_key=b"x" * 31, user_files="either"),
+         "user_files='either' needs the device's key: a device key is at least 32 random bytes"),
+        (lambda: TrustPolicy.signed(PUBLIC, device_key=key, user_files="a-very-long-name-for-a-source"),
+         "user_files must be one of ('backend', 'device', 'either'), got 'a-very-long-name-for'"),
+        (lambda: TrustPolicy.signed(PUBLIC, device_key=key, user_files="Device"),
+         "user_files must be one of ('backend', 'device', 'either'), got 'Device'"),
+    ]
+    for make, message in cases:
+        with pytest.raises(TrustError) as refused:
+            make()
+        assert str(refused.value) == message
+    unsigned = TrustPolicy.allow_unsigned("tests")  # the opt-out itself, made under the current code
+    assert (unsigned.user_files, unsigned.device_key, unsigned.requires_signatures) == ("backend", b"", False)
+    for user_files in ("device", "either"):
+        policy = TrustPolicy.signed(PUBLIC, device_key=key, user_files=user_files)
+        assert (policy.user_files, policy.device_key, policy.requires_signatures) == (user_files, key, True)
+    assert TrustPolicy.signed(PUBLIC).device_key == b""
