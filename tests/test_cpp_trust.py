@@ -25,10 +25,9 @@ from hyperverify.runtime.manifest import BundleError, checked_file
 from hyperverify.runtime.trust import ManifestSignatureError, open_manifest
 from tests.conftest import cpp_toolchain_ready, require_system
 from tests.test_cpp_runtime import (OPT_OUT, _cli, _make_bundle, _reason, _rewrite, _score, _synthetic_crops,
-                                    _write_crop, build, bundle, make_vectors, model, program, signing_key,
-                                    users)
+                                    _write_crop, bundle, make_vectors, model, program, signing_key, users)
 
-__all__ = ["build", "bundle", "model", "program", "signing_key", "users"]  # fixtures used here
+__all__ = ["bundle", "model", "program", "signing_key", "users"]  # fixtures used here (``build``: conftest's)
 
 KEY_HEX = make_vectors.public_hex(make_vectors.KEY)
 SIGNED = ("--pubkey", KEY_HEX)
