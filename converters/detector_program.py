@@ -5,7 +5,7 @@ of the BGR frame, no mean, no scale), with H and W multiples of 32 up to ``MAX_S
 dynamic: the runtime pads the frame's bottom and right with zeros, as ``cv2.FaceDetectorYN``
 does). Outputs: YuNet's twelve heads in its order (``OUTPUTS``), each 1 x (H/s * W/s) x k for
 the strides s = 8, 16, 32; decoding the boxes, landmarks and scores and the non-maximum
-suppression are the runtime's (``runtime/cpp/detector.cpp``), as they are OpenCV's.
+suppression are the runtime's (``runtime/cpp/frame.cpp``), as they are OpenCV's.
 
 The sdk builds the module (``sdk.detector_program``: the pinned ONNX graph replayed in torch);
 this converter exports it, checks the program against the module on deterministic images of
@@ -50,29 +50,23 @@ def to_program_bytes(module: torch.nn.Module) -> bytes:
     return to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 
-def run(data: bytes, image: np.ndarray) -> list[np.ndarray]:
-    """Execute the program on one 1x3xHxW float image with the ExecuTorch Python runtime."""
+def check_detector(data: bytes, module: torch.nn.Module) -> None:
+    """Raise unless the program (loaded once) reproduces ``module`` on every check image (its twelve heads)."""
     from executorch.runtime import Runtime
 
     program = Runtime.get().load_program(bytes(data))
     method = program.load_method("forward")
-    heads = [t.numpy().copy() for t in method.execute([torch.from_numpy(image)])]
-    del method, program  # the Method needs its Program alive until here (DESIGN section 2)
-    return heads
-
-
-def check_detector(data: bytes, module: torch.nn.Module) -> None:
-    """Raise unless the program reproduces ``module`` on every check image (its twelve heads)."""
     for image in check_images():
         with torch.no_grad():
             want = [t.numpy() for t in module(torch.from_numpy(image))]
-        got = run(data, image)
+        got = [t.numpy() for t in method.execute([torch.from_numpy(image)])]
         if len(got) != len(OUTPUTS) or any(g.shape != w.shape for g, w in zip(got, want)):
             raise RuntimeError(f"exported detector's outputs have the wrong shapes for a {image.shape} image")
         error = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
         if error > PARITY_TOLERANCE:
             raise RuntimeError(f"exported detector differs from YuNet by {error:.2e} (> {PARITY_TOLERANCE:g}) "
                                f"on a {image.shape[2]}x{image.shape[3]} image")
+    del method, program  # the Method needs its Program alive until here (DESIGN section 2)
 
 
 def export_detector(module: torch.nn.Module) -> bytes:

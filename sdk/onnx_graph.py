@@ -97,8 +97,8 @@ class OnnxGraph(torch.nn.Module):
             if op not in self._ops:
                 raise NotImplementedError(f"{onnx_path}: op {op} is not replayed")
             if op in _SHAPE_INPUTS:  # shapes and scales become Python values, so that export sees no data
-                attrs = dict(attrs, **{key: [float(v) if op == "Resize" else int(v) for v in consts[inputs[index]]]
-                                       for key, index in _SHAPE_INPUTS[op].items()})
+                key, index, kind = _SHAPE_INPUTS[op]
+                attrs = dict(attrs, **{key: [kind(v) for v in consts[inputs[index]]]})
                 inputs = inputs[:1]
             for name in inputs:
                 if name in consts and name not in names:
@@ -148,8 +148,9 @@ def _resize(args: list[torch.Tensor], a: dict) -> torch.Tensor:
     return F.interpolate(args[0], scale_factor=a["scales"][2:], mode="nearest")
 
 
-_SHAPE_INPUTS = {"Reshape": {"shape": 1}, "Resize": {"scales": 2}}
-"""Constant inputs that are shapes, not tensors: read once, passed to the op as attributes."""
+_SHAPE_INPUTS = {"Reshape": ("shape", 1, int), "Resize": ("scales", 2, float)}
+"""Constant inputs that are shapes, not tensors (attribute name, input index, element type): read
+once, passed to the op as attributes."""
 
 OPS: dict[str, Op] = {
     "Add": lambda t, a: t[0] + t[1],
