@@ -59,7 +59,7 @@ class Manifest:
     versions: dict = field(default_factory=dict)
     enrollment: dict | None = None  # {"threshold", "head", "max_crops"} when the bundle ships ENROLLMENT_ROLE
     cascade: dict | None = None  # the cascade's bands (``runtime/cascade.py``); needs ENROLLMENT_ROLE
-    tier: str = spec.DEFAULT_TIER  # f's size (``spec.TIERS``); bundles from before tiers are the paper's
+    tier: str = spec.LEGACY_TIER  # f's size (``spec.TIERS``); bundles from before tiers are the paper's
 
     @property
     def layout(self) -> spec.Tier:

@@ -32,7 +32,7 @@ class ModelConfig:
     generate: str = "head"  # a key of the tier's generate_modes
     hidden: int = 512
     base: bool = False  # head = s * P^T e + b + MLP residual (sdk.distill's projection head as the start)
-    tier: str = spec.DEFAULT_TIER  # a key of spec.TIERS (checkpoints from before tiers are the paper's)
+    tier: str = spec.LEGACY_TIER  # a key of spec.TIERS (checkpoints from before tiers are the paper's)
 
     def __post_init__(self) -> None:
         modes = spec.tier(self.tier).generate_modes

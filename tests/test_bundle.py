@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperverify.runtime import TrustPolicy, load
+from hyperverify.runtime import TrustPolicy, load, spec
 from hyperverify.runtime.trust import open_manifest
 from hyperverify.runtime.user_file import read_user_file
 from tests.conftest import lfw_image
@@ -34,7 +34,7 @@ def test_bundle_is_complete_and_checksummed(built) -> None:
         assert hashlib.sha256((bundle / rel).read_bytes()).hexdigest() == digest
     assert set(manifest["programs"]) == {"executorch-xnnpack", "executorch-portable", "coreml-shared",
                                          "enrollment-xnnpack", "coreml-enrollment", "detector-xnnpack"}
-    assert manifest["tier"] == "paper"
+    assert manifest["tier"] == spec.DEFAULT_TIER == "100k"  # the default model's
     assert "public_key" not in manifest and "require_signature" not in manifest  # the app's, not the bundle's
     root_key = root / "keys" / "backend.pem"
     assert root_key.stat().st_mode & 0o777 == 0o600

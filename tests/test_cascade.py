@@ -113,8 +113,9 @@ def test_the_cascade_runs_by_default_and_f_alone_on_request_or_for_format_1(bund
 
 def test_the_backbone_takes_back_owner_frames_f_turns_away_and_not_strangers(bundle, model, unseen_owner, lfw) -> None:
     """The owner's photos 4-23 (never enrolled) and 60 strangers' first photos, people the model never
-    saw. Measured on the default model e442a747 (bands for FAR 1/50,000): f alone accepted 15 of 19
-    decided owner frames, the cascade 19 (12 escalated); strangers 0 of 53 accepted, 1 escalated."""
+    saw. Measured on the default model 7fc1a342 (100k tier, bands for FAR 1/50,000): f alone accepted 18
+    of 19 decided owner frames, the cascade 19 (8 escalated); strangers 0 of 53 accepted, 0 escalated
+    (the paper-tier default e442a747 before it: 15, 19 (12 escalated); 0 of 53, 1)."""
     _, extra = model
     cascade = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     f_only = load(bundle, unseen_owner, TRUST, lockout=Lockout(rules=NO_LOCKOUT), cascade=False)

@@ -705,8 +705,8 @@ def test_cpp_cascade_decides_as_python_on_real_frames(build, default_bundle, def
                                                     tmp_path) -> None:
     """The cascade in both runtimes, on the frames of ``judged`` (the owner's photos 4-43, 20
     strangers): the same logits, the same frames escalated, the same backbone cosine (the same
-    program) and the same decisions. Measured on the default model e442a747: owner accepted 37 of 37
-    decided (f alone, at its FAR 1e-3 thresholds, 30), strangers 0 of 17, 22 frames escalated."""
+    program) and the same decisions. Measured on the default model 7fc1a342 (100k tier): owner accepted
+    37 of 37 decided, strangers 0 of 17, 13 frames escalated (the paper-tier e442a747 before it: 22)."""
     _, extra = default_model
     python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout(rules=NO_LOCKOUT))
     assert python.mode == "cascade"

@@ -29,9 +29,9 @@ def test_each_tier_holds_its_budget(name: str) -> None:
     assert sum(b.numel() for b in shared.buffers()) + tier.parameter_count(head) == tier.parameter_count()
 
 
-def test_the_paper_tier_is_the_paper_budget_and_the_default() -> None:
+def test_the_paper_tier_is_the_paper_budget_and_what_came_before_tiers() -> None:
     assert (PAPER.max_parameters, PAPER.max_flops) == (23_000, 5_000_000)
-    assert spec.DEFAULT_TIER == "paper" and PAPER.parameter_count() == 20_681
+    assert spec.LEGACY_TIER == "paper" and PAPER.parameter_count() == 20_681
     assert spec.MAX_THETA == max(t.parameter_count() for t in spec.TIERS.values()) > PAPER.parameter_count()
     with pytest.raises(ValueError, match="known tiers: 10k, paper, 100k, 400k"):
         spec.tier("huge")

@@ -174,9 +174,9 @@ int verify_frame_main(hv_handle* handle, const std::vector<uint8_t>& pixels, int
   int status = hv_verify_frame(handle, pixels.data(), height, width, row_bytes, layout, &decided);
   if (status != HV_OK) return fail(status, "cannot decide on the frame");
   const hv_decision& d = decided.decision;
+  bool judged = decided.reason <= HV_REASON_REJECTED;  // a gated frame's decision is all zero: print NaN, not 0
   std::printf("reason=%s score=%.9g accepted=%d escalated=%d backbone=%.9g\n", hv_reason_string(decided.reason),
-              decided.reason <= HV_REASON_REJECTED ? d.logit : std::nanf(""), d.accepted, d.escalated,
-              d.backbone_score);
+              judged ? d.logit : std::nanf(""), d.accepted, d.escalated, judged ? d.backbone_score : std::nanf(""));
   if (decided.reason != HV_REASON_NO_FACE) {
     std::printf("face box=%.6f,%.6f,%.6f,%.6f score=%.6f landmarks=", decided.box[0], decided.box[1],
                 decided.box[2], decided.box[3], decided.detector_score);
