@@ -297,7 +297,7 @@ def _build_sdk_args(p: argparse.ArgumentParser) -> None:
                         "default $XDG_CONFIG_HOME/hyperverify/signing-key.pem, made (mode 0600) when absent")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML package")
     p.add_argument("--no-device-enrollment", action="store_true",
-                   help="skip the on-device enrollment program (39 MiB: SFace + the generator), for an app that "
+                   help="skip the on-device enrollment program (41 MiB: SFace + the generator), for an app that "
                         "enrolls its users through the backend")
     p.add_argument("--no-detector", action="store_true",
                    help="skip the face detector program (YuNet, 262 KiB) that the C++ runtime's hv_verify_frame "

@@ -45,7 +45,7 @@ def build_signed_bundle(target: Path, model: Path | None = None, signing_key: Pa
     key at ``signing_key`` (default ``signing.default_key_path()``; made, mode 0600, when absent),
     and emit its public half as ``<target>.public-key.pem``. Returns (manifest, key, key path);
     the app trusts ``TrustPolicy.signed(signing.public_raw(key))`` and signs user files with ``key``.
-    ``enrollment``: ship the on-device enrollment program (39 MiB; an app that enrolls through the
+    ``enrollment``: ship the on-device enrollment program (41 MiB; an app that enrolls through the
     backend does without it); ``detector``: ship the C++ frame path's detector program."""
     model_path = Path(model) if model else DEFAULT_MODEL
     hyper, extra = load_default(model_path)
