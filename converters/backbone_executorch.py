@@ -14,6 +14,7 @@ import torch
 
 from hyperverify.runtime.atomic import atomic_write_bytes
 from hyperverify.runtime.faces import CROP_SIZE
+from hyperverify.runtime.program import LoadedProgram
 
 PARITY_TOLERANCE = 1e-4
 """Largest absolute difference from eager SFace allowed on a real crop (measured: 2.4e-6)."""
@@ -37,12 +38,7 @@ def export_backbone(module: torch.nn.Module, reference: torch.nn.Module, path: P
     x = torch.from_numpy(np.ascontiguousarray(check_crop)).permute(2, 0, 1)[None].float().contiguous()
     with torch.no_grad():
         want = reference.eval()(x).numpy()
-    from executorch.runtime import Runtime
-
-    program = Runtime.get().load_program(bytes(data))
-    method = program.load_method("forward")
-    got = method.execute([x])[0].numpy()
-    del method, program
+    got = LoadedProgram(data, "exported backbone")(x)[0]
     error = float(np.abs(got - want).max())
     if error > PARITY_TOLERANCE:
         raise RuntimeError(f"exported SFace differs from eager by {error:.2e} (> {PARITY_TOLERANCE:g})")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hyperverify.runtime.program import LoadedProgram
+
 MAX_SIDE = 640
 """Largest padded side the program takes: the Python detector reduces frames to 640 px
 (``faces.DETECT_MAX_SIDE``) before YuNet runs."""
@@ -52,21 +54,17 @@ def to_program_bytes(module: torch.nn.Module) -> bytes:
 
 def check_detector(data: bytes, module: torch.nn.Module) -> None:
     """Raise unless the program (loaded once) reproduces ``module`` on every check image (its twelve heads)."""
-    from executorch.runtime import Runtime
-
-    program = Runtime.get().load_program(bytes(data))
-    method = program.load_method("forward")
+    program = LoadedProgram(data, "exported detector")
     for image in check_images():
         with torch.no_grad():
             want = [t.numpy() for t in module(torch.from_numpy(image))]
-        got = [t.numpy() for t in method.execute([torch.from_numpy(image)])]
+        got = program(torch.from_numpy(image))
         if len(got) != len(OUTPUTS) or any(g.shape != w.shape for g, w in zip(got, want)):
             raise RuntimeError(f"exported detector's outputs have the wrong shapes for a {image.shape} image")
         error = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
         if error > PARITY_TOLERANCE:
             raise RuntimeError(f"exported detector differs from YuNet by {error:.2e} (> {PARITY_TOLERANCE:g}) "
                                f"on a {image.shape[2]}x{image.shape[3]} image")
-    del method, program  # the Method needs its Program alive until here (DESIGN section 2)
 
 
 def export_detector(module: torch.nn.Module) -> bytes:

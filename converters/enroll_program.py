@@ -17,6 +17,7 @@ import torch
 
 from hyperverify.runtime.enroll import enrollment_input
 from hyperverify.runtime.faces import CROP_SIZE
+from hyperverify.runtime.program import LoadedProgram
 
 MAX_CROPS = 8
 PARITY_TOLERANCE = 1e-4
@@ -55,12 +56,7 @@ def to_program_bytes(module: torch.nn.Module) -> bytes:
 
 def run(data: bytes, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Execute the program on K x 112x112x3 uint8 crops with the ExecuTorch Python runtime."""
-    from executorch.runtime import Runtime
-
-    program = Runtime.get().load_program(bytes(data))
-    method = program.load_method("forward")
-    embedding, theta = (t.numpy().copy() for t in method.execute([torch.from_numpy(enrollment_input(crops))]))
-    del method, program  # the Method needs its Program alive until here (DESIGN section 2)
+    embedding, theta = LoadedProgram(data, "enrollment program")(torch.from_numpy(enrollment_input(crops)))
     return embedding, theta
 
 

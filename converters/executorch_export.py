@@ -23,6 +23,7 @@ import torch
 from hyperverify.converters.torch_verifier import SharedVerifier, unflatten
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import atomic_write_bytes
+from hyperverify.runtime.program import LoadedProgram
 
 BACKENDS = ("xnnpack", "portable")
 
@@ -66,16 +67,9 @@ def export_program(module: SharedVerifier, model_version: str, path: Path, backe
 
 def run_program(data_or_path: bytes | Path, x: np.ndarray, user_slices: list[np.ndarray]) -> np.ndarray:
     """Execute a program with the ExecuTorch Python runtime (used by tests and the verify stage)."""
-    from executorch.runtime import Runtime
-
-    runtime = Runtime.get()
-    program = runtime.load_program(data_or_path if isinstance(data_or_path, Path) else bytes(data_or_path))
-    method = program.load_method("forward")
     inputs = [torch.from_numpy(np.ascontiguousarray(x, np.float32))]
     inputs += [torch.from_numpy(np.ascontiguousarray(s, np.float32)) for s in user_slices]
-    out = method.execute(inputs)[0].numpy().copy()
-    del method, program  # the Method needs its Program alive until here (DESIGN section 2)
-    return out
+    return LoadedProgram(data_or_path, "verifier program")(*inputs)[0]
 
 
 def check_program(data: bytes, module: SharedVerifier, atol: float = 1e-4) -> None:

@@ -26,6 +26,7 @@ from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, Imag
 from hyperverify.runtime.faces import CROP_SIZE, FaceAligner
 from hyperverify.runtime.image_io import frame_to_rgb
 from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, Manifest, checked_file
+from hyperverify.runtime.program import LoadedProgram
 from hyperverify.runtime.trust import TrustPolicy, open_manifest
 from hyperverify.runtime.user_file import UserWeights, check_device_key, write_user_file
 
@@ -49,7 +50,6 @@ class Enroller:
         """``manifest``: the bundle's, already opened under ``trust`` by the caller (the verifier
         loading its cascade), so that the bundle's manifest is read and its signature checked once."""
         import torch
-        from executorch.runtime import Runtime
 
         bundle = Path(bundle)
         self.manifest = manifest if manifest is not None else open_manifest(bundle, trust)
@@ -57,11 +57,7 @@ class Enroller:
             raise BundleError(f"{bundle}: this bundle ships no enrollment program; rebuild it with "
                               "`hyperverify build-sdk`")
         data = checked_file(bundle, self.manifest, self.manifest.programs[ENROLLMENT_ROLE])
-        try:
-            self._program = Runtime.get().load_program(data)
-            self._method = self._program.load_method("forward")  # keeps a reference to its Program above
-        except Exception as err:  # the bindings raise RuntimeError/ValueError for a bad program
-            raise BundleError(f"the enrollment program cannot be loaded ({type(err).__name__}: {err})") from None
+        self._program = LoadedProgram(data, "enrollment program")
         self._torch = torch
         self._aligner = aligner
 
@@ -87,9 +83,8 @@ class Enroller:
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The program on checked K x 112x112x3 uint8 crops: (pooled unit embedding, flat theta). The
         cascade (``verifier``) runs it on one frame's crop for the backbone's embedding."""
-        embedding, theta = (t.numpy().reshape(-1).copy() for t in
-                            self._method.execute([self._torch.from_numpy(enrollment_input(crops))]))
-        return embedding, theta
+        embedding, theta = self._program(self._torch.from_numpy(enrollment_input(crops)))
+        return embedding.reshape(-1), theta.reshape(-1)
 
     def crops_from_frames(self, frames: Sequence[np.ndarray], color_order: str = "bgr") -> np.ndarray:
         """Detect and align the face of each frame (the backend's rule: ``FaceAligner``);

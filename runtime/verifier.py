@@ -56,6 +56,7 @@ from hyperverify.runtime.faces import Face, FaceDetector, align
 from hyperverify.runtime.image_io import decode_image, frame_to_rgb
 from hyperverify.runtime.lockout import Lockout
 from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, Manifest, checked_file
+from hyperverify.runtime.program import LoadedProgram
 from hyperverify.runtime.tracking import FaceTracker, alone
 from hyperverify.runtime.trust import (TrustPolicy, accepts, calibrated_floor, open_manifest, read_trusted_user_file,
                                        threshold_floor)
@@ -91,22 +92,16 @@ class Cascade:
 
 
 class ProgramRunner:
-    """The shared ExecuTorch program; keeps the Program alive as long as its Method (DESIGN 2)."""
+    """The shared verifier program: f's logit for one preprocessed face and a user's inputs."""
 
     def __init__(self, program_bytes: bytes) -> None:
         import torch
-        from executorch.runtime import Runtime
 
         self._torch = torch
-        try:
-            self._program = Runtime.get().load_program(program_bytes)
-            self._method = self._program.load_method("forward")
-        except Exception as err:  # the bindings raise RuntimeError/ValueError for a bad program
-            raise BundleError(f"the verifier program cannot be loaded ({type(err).__name__}: {err})") from None
+        self._program = LoadedProgram(program_bytes, "verifier program")
 
     def __call__(self, x: np.ndarray, user_inputs: list) -> float:
-        out = self._method.execute([self._torch.from_numpy(x), *user_inputs])
-        return float(out[0].reshape(-1)[0])
+        return float(self._program(self._torch.from_numpy(x), *user_inputs)[0].reshape(-1)[0])
 
 
 class Verifier:

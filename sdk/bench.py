@@ -40,6 +40,7 @@ from hyperverify.runtime.faces import FaceAligner, FaceDetector
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.lockout import NO_LOCKOUT
 from hyperverify.runtime.manifest import DETECTOR_ROLE, ENROLLMENT_ROLE
+from hyperverify.runtime.program import LoadedProgram
 from hyperverify.runtime.trust import open_manifest
 
 
@@ -163,21 +164,14 @@ def cpp_frame_run(cpp_cli: Path, bundle: Path, user: Path, bgr: np.ndarray, call
 
 def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
     """A call of the SFace backbone on ExecuTorch XNNPACK (exported to ``path`` once, then reused)."""
-    from executorch.runtime import Runtime
-
     if not path.exists():
         from hyperverify.converters.backbone_executorch import export_backbone
         from hyperverify.sdk.backbone import SFace
 
         export_backbone(SFace(prelu_as_relus=True), SFace(), path, crop)
-    program = Runtime.get().load_program(path)
-    method = program.load_method("forward")
+    program = LoadedProgram(path, "exported backbone")
     x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().contiguous()
-
-    def call() -> object:
-        return method.execute([x]), program  # the Method needs its Program alive
-
-    return call
+    return lambda: program(x)
 
 
 def one_thread() -> int:
