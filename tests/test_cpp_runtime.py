@@ -227,7 +227,8 @@ def test_library_links_the_xnnpack_delegate_and_exports_only_the_c_api(build: Pa
     assert functions == sorted(["hv_open", "hv_score_crop", "hv_preprocess_crop", "hv_score_input",
                                 "hv_threshold", "hv_close", "hv_status_string", "hv_lockout_attach",
                                 "hv_lockout_status", "hv_lockout_pin_verified", "hv_verify_crop", "hv_mode",
-                                "hv_open_trusted", "hv_enroll", "hv_verify_frame", "hv_reason_string"])
+                                "hv_open_trusted", "hv_enroll", "hv_verify_frame", "hv_reason_string",
+                                "hv_set_frames_required"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,6 +693,71 @@ def test_cpp_and_python_lockouts_count_the_same_real_attempts(build, default_bun
         assert abs(py["locked_until"] - cpp["locked_until"]) < 5.0, i  # both wall clock, seconds apart at most
         reasons.append(got)
     assert reasons == ["rejected"] * 3 + ["accepted"] + ["rejected"] * 5 + ["locked_out"]
+
+
+K_OF_N_SCRIPT = r"""
+import ctypes, json, os, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.hv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint,
+                        ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+lib.hv_close.argtypes = [ctypes.c_void_p]
+lib.hv_lockout_attach.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+lib.hv_set_frames_required.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+class Decision(ctypes.Structure):
+    _fields_ = [("logit", ctypes.c_float), ("accepted", ctypes.c_int), ("escalated", ctypes.c_int),
+                ("backbone_score", ctypes.c_float)]
+lib.hv_verify_crop.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                               ctypes.POINTER(Decision)]
+bundle, user, key, state, k, n, *crops = sys.argv[2:]
+handle, err = ctypes.c_void_p(), ctypes.create_string_buffer(256)
+assert lib.hv_open(bundle.encode(), user.encode(), bytes.fromhex(key), 2, ctypes.byref(handle), err, 256) == 0, err.value
+bad = [lib.hv_set_frames_required(handle, 0, 1), lib.hv_set_frames_required(handle, 3, 2),
+       lib.hv_set_frames_required(None, 1, 1)]
+assert lib.hv_lockout_attach(handle, state.encode()) == 0
+assert lib.hv_set_frames_required(handle, int(k), int(n)) == 0
+seen, out = [], Decision()
+for crop in crops:
+    status = lib.hv_verify_crop(handle, open(crop, "rb").read(), 112, 112, 3, ctypes.byref(out))
+    seen.append((status, out.accepted, json.load(open(state)) if os.path.exists(state) else None))
+lib.hv_close(handle)
+print(json.dumps({"bad": bad, "seen": seen}))
+"""
+
+
+def test_cpp_k_of_n_decides_and_locks_out_as_python(build, default_bundle, unseen_owner, judged, tmp_path) -> None:
+    """2 of 3 frames, through the C API (as Swift or JNI would call it) and the Python runtime, each with
+    its own lockout file: an accept completed on the third frame and on the second, full windows of
+    strangers counted as one rejected attempt each until the fifth locks, then locked_out; the same
+    reason and the same lockout state after every frame. Bad k / n are refused."""
+    owner = [f for f in judged if f["who"] == "owner" and f["result"].accepted][:4]
+    strangers = [f for f in judged if f["who"] == "stranger" and f["crop"] is not None]
+    assert len(owner) == 4 and len(strangers) >= 4
+    sequence = ([owner[0], strangers[0], owner[1]] + strangers[1:4] + owner[2:4]
+                + [strangers[i % len(strangers)] for i in range(15)] + [owner[0]])
+    crops = [str(_write_crop(tmp_path, f"k{i}", frame["crop"])) for i, frame in enumerate(sequence)]
+    cpp_state = tmp_path / "cpp.json"
+    done = subprocess.run([sys.executable, "-c", K_OF_N_SCRIPT, str(build / "libhyperverify.so"), str(default_bundle),
+                           str(unseen_owner), BACKEND[1], str(cpp_state), "2", "3", *crops],
+                          capture_output=True, text=True, errors="replace", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cpp = json.loads(done.stdout.strip().splitlines()[-1])
+    assert cpp["bad"] == [12, 12, 12]  # HV_BAD_INPUT
+    python = load(default_bundle, unseen_owner, BACKEND_TRUST, lockout=Lockout.in_folder(tmp_path / "py", "owner"),
+                  cascade=False, frames_required=2, window=3)
+    python_state = tmp_path / "py" / "lockout" / "owner.json"
+    reasons = []
+    for i, (frame, (status, accepted, state)) in enumerate(zip(sequence, cpp["seen"])):
+        want = python.verify(read_image(frame["path"]), "rgb").reason
+        got = {0: "accepted" if accepted else "rejected", 16: "locked_out"}.get(status, f"status {status}")
+        assert got == want, (i, frame["name"], got, want)
+        assert python_state.exists() == (state is not None), i  # both written at the same decided frame
+        if state is not None:
+            py = json.loads(python_state.read_text())
+            assert {k: py[k] for k in ("failures", "total_failures", "pin_required")} == \
+                {k: state[k] for k in ("failures", "total_failures", "pin_required")}, i
+        reasons.append(got)
+    assert reasons == (["rejected", "rejected", "accepted"] + ["rejected"] * 3 + ["rejected", "accepted"]
+                       + ["rejected"] * 15 + ["locked_out"])
 
 
 def _cascade_line(done: subprocess.CompletedProcess) -> tuple[int, float]:

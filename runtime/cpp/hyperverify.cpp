@@ -28,6 +28,9 @@ struct hv_handle {
   std::unique_ptr<hyperverify::Backbone> backbone;  // set when the cascade runs
   hyperverify::Band band;     // the user's band (cascade only)
   std::unique_ptr<hyperverify::Detector> detector;  // set when the bundle ships the detector program
+  int frames_required = 1;    // k of n (hv_set_frames_required)
+  int window = 1;
+  std::vector<bool> recent;   // the current window's decisions, oldest first
 };
 
 namespace {
@@ -192,8 +195,14 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
   if (!logit.ok()) return logit.error().code;
   auto decided = decide(handle, logit.value(), crop112, &decision);
   if (!decided.ok()) return decided.error().code;
-  bool accept = decision.accepted != 0;
-  if (!handle->lockout_path.empty()) {
+  // k of n, as runtime/verifier.py Verifier._judge: a frame decides when it completes k accepts or fills
+  // the window; the window's state changes only once the decision is recorded.
+  std::vector<bool> recent = handle->recent;
+  recent.push_back(decision.accepted != 0);
+  bool accept = std::count(recent.begin(), recent.end(), true) >= handle->frames_required;
+  bool completes = accept || static_cast<int>(recent.size()) >= handle->window;
+  decision.accepted = accept ? 1 : 0;
+  if (completes && !handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
     int allowed = hyperverify::attempt_allowed(state, now);
@@ -202,6 +211,7 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
                                               hyperverify::record_attempt(state, accept, now));
     if (!written.ok()) return HV_IO;  // an unrecorded decision never accepts
   }
+  handle->recent = completes ? std::vector<bool>{} : std::move(recent);
   *out = decision;
   return HV_OK;
 }
@@ -445,6 +455,14 @@ const char* hv_reason_string(int reason) {
     case HV_REASON_LOW_QUALITY: return "low_quality";
     default: return "unknown";
   }
+}
+
+int hv_set_frames_required(hv_handle* handle, int frames_required, int window) {
+  if (handle == nullptr || frames_required < 1 || window < frames_required) return HV_BAD_INPUT;
+  handle->frames_required = frames_required;
+  handle->window = window;
+  handle->recent.clear();
+  return HV_OK;
 }
 
 int hv_mode(const hv_handle* handle) { return handle == nullptr ? -1 : handle->backbone ? 1 : 0; }

@@ -164,6 +164,18 @@ HV_API int hv_lockout_status(hv_handle* handle, double* locked_for, int* pin_req
 HV_API int hv_lockout_pin_verified(hv_handle* handle);
 
 /*
+ * k of n frames (the Python runtime's load(..., frames_required, window)):
+ * accept once `frames_required` of the last `window` judged crops or frames
+ * were the owner's. A judged frame that neither completes the k accepts nor
+ * fills the window returns accepted = 0 (reason rejected for a frame) and is
+ * not yet an attempt; a full window without k accepts is one rejected attempt
+ * for the lockout, an accept is one accepted attempt, and either starts a new
+ * window. Default 1 of 1 (every frame decides). HV_BAD_INPUT unless
+ * 1 <= frames_required <= window; setting it starts a new window.
+ */
+HV_API int hv_set_frames_required(hv_handle* handle, int frames_required, int window);
+
+/*
  * Score one aligned RGB crop: height x width x channels uint8, row-major,
  * 112x112x3 (resized) or 64x64x3 (used as is). Anything else is HV_BAD_INPUT.
  * logit and accepted may each be NULL.
