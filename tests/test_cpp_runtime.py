@@ -612,8 +612,9 @@ def judged(default_bundle, default_model, unseen_owner, lfw) -> list[dict]:
 
 
 def test_cpp_decisions_equal_python_on_real_frames(build, default_bundle, unseen_owner, judged, tmp_path) -> None:
-    """Measured on the default model c17eb71b: 54 of the 60 frames decided (6 several_faces, a gate
-    C++ does not have); owner 9 of 37 accepted, strangers 0 of 17; max |C++ - Python| logit 2.9e-8."""
+    """Measured on the default model 7fc1a342 (100k tier): 54 of the 60 frames decided (6 several_faces,
+    a frame gate the crop path does not apply); owner 35 of 37 accepted (the early default c17eb71b:
+    9), strangers 0 of 17; max |C++ - Python| logit 4.7e-8."""
     assert read_manifest(default_bundle).threshold <= judged[0]["threshold"]  # the floor, from the manifest
     decided = [frame for frame in judged if frame["crop"] is not None]
     assert len(decided) >= 0.8 * len(judged)
@@ -634,7 +635,7 @@ def test_cpp_decisions_equal_python_on_real_frames(build, default_bundle, unseen
           f"{count['stranger']}; max |C++ - Python| {worst:.2e}")
     target_far = read_manifest(default_bundle).target_far
     assert accepted["stranger"] <= poisson_upper(count["stranger"] * 2 * target_far)  # see test_runtime
-    assert accepted["owner"] >= 1  # 9 of 37 measured; at the calibration FRR (85 %) none in 37 has p = 0.3 %
+    assert accepted["owner"] >= 1  # 35 of 37 measured; an early default's 9 of 37 would pass too
 
 
 def _with_threshold(path: Path, out: Path, threshold: float) -> Path:
