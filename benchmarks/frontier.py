@@ -138,13 +138,11 @@ def latencies(names: list[str], runs: Path, calls: int, repeats: int) -> dict[st
 
 
 def _timed_program(data: bytes, inputs: list, calls: int, repeats: int) -> dict:
-    from executorch.runtime import Runtime
-
+    from hyperverify.runtime.program import LoadedProgram
     from hyperverify.sdk.bench import timed
 
-    program = Runtime.get().load_program(data)
-    method = program.load_method("forward")
-    return timed(lambda: (method.execute(inputs), program), calls, repeats)  # the Method needs its Program alive
+    program = LoadedProgram(data, "tier's program", RuntimeError)
+    return timed(lambda: program(*inputs), calls, repeats)
 
 
 def plot(points: list[dict], longer: list[dict], path: Path) -> None:

@@ -38,7 +38,7 @@ def export_backbone(module: torch.nn.Module, reference: torch.nn.Module, path: P
     x = torch.from_numpy(np.ascontiguousarray(check_crop)).permute(2, 0, 1)[None].float().contiguous()
     with torch.no_grad():
         want = reference.eval()(x).numpy()
-    got = LoadedProgram(data, "exported backbone")(x)[0]
+    got = LoadedProgram(data, "exported backbone", RuntimeError)(x)[0]
     error = float(np.abs(got - want).max())
     if error > PARITY_TOLERANCE:
         raise RuntimeError(f"exported SFace differs from eager by {error:.2e} (> {PARITY_TOLERANCE:g})")

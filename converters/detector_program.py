@@ -54,7 +54,7 @@ def to_program_bytes(module: torch.nn.Module) -> bytes:
 
 def check_detector(data: bytes, module: torch.nn.Module) -> None:
     """Raise unless the program (loaded once) reproduces ``module`` on every check image (its twelve heads)."""
-    program = LoadedProgram(data, "exported detector")
+    program = LoadedProgram(data, "exported detector", RuntimeError)
     for image in check_images():
         with torch.no_grad():
             want = [t.numpy() for t in module(torch.from_numpy(image))]

@@ -69,7 +69,7 @@ def run_program(data_or_path: bytes | Path, x: np.ndarray, user_slices: list[np.
     """Execute a program with the ExecuTorch Python runtime (used by tests and the verify stage)."""
     inputs = [torch.from_numpy(np.ascontiguousarray(x, np.float32))]
     inputs += [torch.from_numpy(np.ascontiguousarray(s, np.float32)) for s in user_slices]
-    return LoadedProgram(data_or_path, "verifier program")(*inputs)[0]
+    return LoadedProgram(data_or_path, "verifier program", RuntimeError)(*inputs)[0]
 
 
 def check_program(data: bytes, module: SharedVerifier, atol: float = 1e-4) -> None:

@@ -169,7 +169,7 @@ def sface_executorch(path: Path, crop: np.ndarray) -> Callable[[], object]:
         from hyperverify.sdk.backbone import SFace
 
         export_backbone(SFace(prelu_as_relus=True), SFace(), path, crop)
-    program = LoadedProgram(path, "exported backbone")
+    program = LoadedProgram(path, "exported backbone", RuntimeError)
     x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().contiguous()
     return lambda: program(x)
 

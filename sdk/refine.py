@@ -129,7 +129,7 @@ def config_of(extra: dict) -> RefineConfig | None:
 
 @torch.no_grad()
 def refine_theta(model, extra: dict, small: np.ndarray, theta: torch.Tensor) -> torch.Tensor:
-    """A user's generated theta (head mode: 384 weights then the bias) refined on the model's own bank.
+    """A user's generated theta (head mode: the tier's feature weights then the bias) refined on the model's own bank.
 
     ``small``: k x 64x64x3 uint8, the enrollment images as f sees them."""
     config = config_of(extra)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
-from hyperverify.converters.detector_program import OUTPUTS
+from hyperverify.converters.detector_program import OUTPUTS, check_detector
 from hyperverify.runtime.image_io import read_image
 from hyperverify.runtime.model_files import YUNET_FILE, model_path
 from hyperverify.sdk.detector_program import yunet
@@ -40,3 +41,12 @@ def test_torch_yunet_is_the_network_opencv_runs(lfw: Path) -> None:
         assert error <= HEAD_ATOL
         score = np.sqrt(got[0][0, :, 0] * got[3][0, :, 0])  # stride 8: cls x obj
         assert score.max() > 0.8 and int(score.argmax()) == int(np.sqrt(want[0][0, :, 0] * want[3][0, :, 0]).argmax())
+
+
+def test_a_damaged_program_fails_the_check_as_sdk_detector_program_expects() -> None:
+    """``sdk.detector_program`` exports again when a cached program fails ``check_detector`` with a
+    RuntimeError or ValueError; a damaged program must fail it that way, not with an error the cache's
+    fallback lets through (a BundleError from the runtime's loader did, before the converters chose
+    RuntimeError)."""
+    with pytest.raises(RuntimeError, match="exported detector cannot be loaded"):
+        check_detector(b"not an ExecuTorch program" * 4, yunet())

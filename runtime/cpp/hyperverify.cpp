@@ -196,12 +196,12 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
   auto decided = decide(handle, logit.value(), crop112, &decision);
   if (!decided.ok()) return decided.error().code;
   // k of n, as runtime/verifier.py Verifier._judge: a frame decides when it completes k accepts or fills
-  // the window; the window's state changes only once the decision is recorded.
-  std::vector<bool> recent = handle->recent;
-  recent.push_back(decision.accepted != 0);
-  bool accept = std::count(recent.begin(), recent.end(), true) >= handle->frames_required;
-  bool completes = accept || static_cast<int>(recent.size()) >= handle->window;
+  // the window, and a completed window starts afresh even when its decision cannot be recorded.
+  handle->recent.push_back(decision.accepted != 0);
+  bool accept = std::count(handle->recent.begin(), handle->recent.end(), true) >= handle->frames_required;
+  bool completes = accept || static_cast<int>(handle->recent.size()) >= handle->window;
   decision.accepted = accept ? 1 : 0;
+  if (completes) handle->recent.clear();
   if (completes && !handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
@@ -211,7 +211,6 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
                                               hyperverify::record_attempt(state, accept, now));
     if (!written.ok()) return HV_IO;  // an unrecorded decision never accepts
   }
-  handle->recent = completes ? std::vector<bool>{} : std::move(recent);
   *out = decision;
   return HV_OK;
 }

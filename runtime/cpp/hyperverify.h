@@ -151,8 +151,9 @@ HV_API int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_
  * shared with the Python runtime and the policy: 30 s after 5 rejects, doubling
  * up to 1 h, PIN only after 20). From then on hv_score_crop and hv_score_input
  * check it before touching the crop (HV_LOCKED_OUT, HV_PIN_REQUIRED), and
- * record every decision in it; a decision that cannot be recorded is HV_IO
- * and never accepted. A missing file is a fresh state; an unreadable one means
+ * record every attempt in it (every decision; with hv_set_frames_required,
+ * every completed window); an attempt that cannot be recorded is HV_IO and
+ * never accepted. A missing file is a fresh state; an unreadable one means
  * HV_PIN_REQUIRED.
  */
 HV_API int hv_lockout_attach(hv_handle* handle, const char* state_path);
@@ -249,7 +250,8 @@ HV_API int hv_preprocess_crop(const uint8_t* rgb, int height, int width,
                               int channels, float* input_chw);
 
 /* The network alone, on an already preprocessed 1x3x64x64 CHW input (in the
- * cascade a logit inside the band is rejected: the backbone needs the crop). */
+ * cascade a logit inside the band is rejected: the backbone needs the crop);
+ * decided and recorded as hv_score_crop (the lockout, k of n). */
 HV_API int hv_score_input(hv_handle* handle, const float* input_chw,
                           float* logit, int* accepted);
 
