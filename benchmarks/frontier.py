@@ -20,9 +20,11 @@ default model, the paper one the default before it) are shown beside them as lea
     python benchmarks/product_bar.py --publish && python benchmarks/cascade.py --publish
 
 Their product bar and cascade are the shipped default's (untagged results); the previous default's were
-published untagged too and kept as ``*-previous-default``. Latency: each tier's shared program, exported from its trained model as the SDK
-exports it (ExecuTorch XNNPACK), and the backbone's program, timed in one process on one thread, one
-after the other, so that their ratio holds on a shared machine.
+published untagged too and kept as ``*-previous-default``.
+
+Latency: each tier's shared program, exported from its trained model as the SDK exports it
+(ExecuTorch XNNPACK), and the backbone's program, timed in one process on one thread, one after the
+other, so that their ratio holds on a shared machine.
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ significant digits); through four convolutions and a 384-term dot product the lo
 few units of that relative to the sum of the magnitudes of its terms, not to the logit itself, so
 a logit near 0 can carry the error of its large terms. Measured on the paper tier: 1e-3 for
 |logit| < 1, 1.1e-2 to 1.8e-2 for |logit| up to 8-17 (a trained verifier's range); 5e-2 + 1e-2 x
-|logit| leaves a 2-3x margin there, and ``tests/test_coreml.py`` holds it for every tier. A device that also accumulates in fp16 (the Neural Engine may) can drift further: the
-price of fp16, and why the fp32 package exists.
+|logit| leaves a 2-3x margin there, and ``tests/test_coreml.py`` holds it for every tier. A device
+that also accumulates in fp16 (the Neural Engine may) can drift further: the price of fp16, and why
+the fp32 package exists.
 """
 
 SPEC_KEYS = ("layout_hash", "tier", "input_size", "pixel_mean", "pixel_scale", "precision")

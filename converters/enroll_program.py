@@ -56,7 +56,8 @@ def to_program_bytes(module: torch.nn.Module) -> bytes:
 
 def run(data: bytes, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Execute the program on K x 112x112x3 uint8 crops with the ExecuTorch Python runtime."""
-    embedding, theta = LoadedProgram(data, "enrollment program", RuntimeError)(torch.from_numpy(enrollment_input(crops)))
+    program = LoadedProgram(data, "enrollment program", RuntimeError)
+    embedding, theta = program(torch.from_numpy(enrollment_input(crops)))
     return embedding, theta
 
 

@@ -2,8 +2,8 @@
 
 Route chosen (and measured, see README): the generated slices (the head: 1,025 values in the
 default 100k tier, 385 in the paper's) are *inputs* of a single shared program; the shared
-convolutional trunk is baked in as constants and delegated to XNNPACK. XNNPACK only takes static convolution weights, which is exactly what the
-trunk is, so no per-user ``.ptd`` under the template's internal keys (undocumented internals) and
+convolutional trunk is baked in as constants and delegated to XNNPACK. XNNPACK only takes static
+convolution weights, which is exactly what the trunk is, so no per-user ``.ptd`` under the template's internal keys (undocumented internals) and
 no per-user ``.pte`` are needed; the head's dot product stays on portable kernels. A model whose
 generator also produces convolution weights (``generate`` other than ``head``) still exports, but
 those convolutions then fall back to portable kernels (DESIGN section 2).

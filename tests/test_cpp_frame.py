@@ -104,8 +104,9 @@ def python_decisions(default_bundle, unseen_owner, frames) -> list:
 
 
 def test_cpp_frames_decide_as_python(build, default_bundle, unseen_owner, frames, python_decisions, tmp_path) -> None:
-    """Measured on the default model 7fc1a342 (86 frames; 37 accepted, 37 rejected, 9 several_faces): every reason equal (accepted, rejected,
-    and each gate at least once), landmarks within 6.1e-5 px, logits within 6.7e-3."""
+    """Measured on the default model 7fc1a342 (86 frames; 37 accepted, 37 rejected, 9 several_faces):
+    every reason equal (accepted, rejected, and each gate at least once), landmarks within 6.1e-5 px,
+    logits within 6.7e-3."""
     results, threshold = python_decisions
     worst_landmark = worst_score = 0.0
     reasons: dict[str, int] = {}

@@ -711,7 +711,8 @@ lib.hv_verify_crop.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, c
                                ctypes.POINTER(Decision)]
 bundle, user, key, state, k, n, *crops = sys.argv[2:]
 handle, err = ctypes.c_void_p(), ctypes.create_string_buffer(256)
-assert lib.hv_open(bundle.encode(), user.encode(), bytes.fromhex(key), 2, ctypes.byref(handle), err, 256) == 0, err.value
+opened = lib.hv_open(bundle.encode(), user.encode(), bytes.fromhex(key), 2, ctypes.byref(handle), err, 256)
+assert opened == 0, err.value
 bad = [lib.hv_set_frames_required(handle, 0, 1), lib.hv_set_frames_required(handle, 3, 2),
        lib.hv_set_frames_required(None, 1, 1)]
 assert lib.hv_lockout_attach(handle, state.encode()) == 0

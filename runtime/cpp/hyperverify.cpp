@@ -30,7 +30,8 @@ struct hv_handle {
   std::unique_ptr<hyperverify::Detector> detector;  // set when the bundle ships the detector program
   int frames_required = 1;    // k of n (hv_set_frames_required)
   int window = 1;
-  std::vector<bool> recent;   // the current window's decisions, oldest first
+  int window_frames = 0;      // judged frames in the current window (it never slides: it starts afresh)
+  int window_accepts = 0;     // of which f or the cascade accepted
 };
 
 namespace {
@@ -197,11 +198,12 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
   if (!decided.ok()) return decided.error().code;
   // k of n, as runtime/verifier.py Verifier._judge: a frame decides when it completes k accepts or fills
   // the window, and a completed window starts afresh even when its decision cannot be recorded.
-  handle->recent.push_back(decision.accepted != 0);
-  bool accept = std::count(handle->recent.begin(), handle->recent.end(), true) >= handle->frames_required;
-  bool completes = accept || static_cast<int>(handle->recent.size()) >= handle->window;
+  handle->window_frames += 1;
+  handle->window_accepts += decision.accepted != 0;
+  bool accept = handle->window_accepts >= handle->frames_required;
+  bool completes = accept || handle->window_frames >= handle->window;
   decision.accepted = accept ? 1 : 0;
-  if (completes) handle->recent.clear();
+  if (completes) handle->window_frames = handle->window_accepts = 0;
   if (completes && !handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
@@ -460,7 +462,7 @@ int hv_set_frames_required(hv_handle* handle, int frames_required, int window) {
   if (handle == nullptr || frames_required < 1 || window < frames_required) return HV_BAD_INPUT;
   handle->frames_required = frames_required;
   handle->window = window;
-  handle->recent.clear();
+  handle->window_frames = handle->window_accepts = 0;
   return HV_OK;
 }
 
