@@ -22,7 +22,9 @@ Decisions and their reasons (``Result.reason``):
     locked_out      the lockout is running (5 consecutive rejects lock for 30 s, escalating:
                     see ``lockout``); no image is decoded or judged
     pin_required    20 rejects since the last accept: only the PIN (checked by the app) unlocks
-Only ``accepted`` and ``rejected`` count as attempts for the lockout.
+Only ``accepted`` and ``rejected`` count as attempts for the lockout. With k of n frames
+(``frames_required``, ``window``) a window is one attempt: counted as rejected when its first frame is
+judged, so that a restart cannot drop it, and cleared by the accept that completes it.
 
 The cascade is the default when the bundle ships it (the enrollment program and the manifest's
 bands) and the user file keeps the enrollment embedding (format 2); ``load(..., cascade=False)``
@@ -210,11 +212,13 @@ class Verifier:
             self._recent.clear()
             self.lockout.record(True)
             return Result(True, "accepted", score, **seen)
-        if len(self._recent) < self.window:
-            return Result(False, "rejected", score, **seen)
-        self._recent.clear()
-        state = self.lockout.record(False)
-        return Result(False, "rejected", score, locked_for=self.lockout.remaining(state), **seen)
+        # A window of k of n frames is one attempt, counted as rejected when it opens (an accept later in
+        # the window clears the count): a restart that drops an open window cannot drop its attempt.
+        state = self.lockout.record(False) if len(self._recent) == 1 else None
+        if len(self._recent) == self.window:
+            self._recent.clear()
+        return Result(False, "rejected", score, locked_for=0.0 if state is None else self.lockout.remaining(state),
+                      **seen)
 
 
 def sharpness(grey: np.ndarray) -> float:

@@ -196,7 +196,8 @@ def owner_frames(bundle, owner, lfw) -> tuple[np.ndarray, np.ndarray]:
 
 def test_k_of_n_frames(bundle, owner, owner_frames) -> None:
     """``frames_required=2, window=3``: an accept needs 2 accepted frames among the last 3; a window
-    that fills without them is one failed attempt for the lockout, and the window starts again."""
+    is one attempt for the lockout, counted as failed when it opens and cleared by its accept, and a
+    window that fills without one starts again."""
     yes, no = owner_frames
     verifier = load(bundle, owner, TRUST, lockout=Lockout(clock=FakeClock()), frames_required=2, window=3)
     first = [verifier.verify(f, "rgb") for f in (yes, no, yes)]
@@ -209,9 +210,30 @@ def test_k_of_n_frames(bundle, owner, owner_frames) -> None:
     assert verifier.lockout.state.failures == 1
     assert [verifier.verify(f, "rgb").reason for f in (yes, yes)] == ["rejected", "accepted"]  # a fresh window
     assert verifier.lockout.state == LockoutState()
-    results = [verifier.verify(no, "rgb") for _ in range(15)]  # five full windows of rejects
-    assert [r.locked_for for r in results] == [0.0] * 14 + [30.0]
+    results = [verifier.verify(no, "rgb") for _ in range(15)]  # the fifth window of rejects locks as it opens
+    assert [r.reason for r in results] == ["rejected"] * 13 + ["locked_out"] * 2
+    assert [r.locked_for for r in results] == [0.0] * 12 + [30.0] * 3
     assert verifier.verify(yes, "rgb").reason == "locked_out"
+
+
+def test_k_of_n_windows_count_across_restarts(bundle, owner, owner_frames, tmp_path) -> None:
+    """A stranger's attack on k of n: two frames, then a restart (a fresh verifier on the same state
+    file), again and again. Each dropped window has already counted as one rejected attempt, so the
+    fifth window locks as it opens and the next restart finds the phone locked (when a window counted
+    only once it filled, no attempt was ever recorded)."""
+    _, no = owner_frames
+
+    def restarted():
+        return load(bundle, owner, TRUST, lockout=Lockout.in_folder(tmp_path, "owner", clock=FakeClock()),
+                    frames_required=2, window=3)
+
+    for restart in range(4):
+        verifier = restarted()
+        assert [verifier.verify(no, "rgb").reason for _ in range(2)] == ["rejected"] * 2, restart
+    verifier = restarted()
+    assert [verifier.verify(no, "rgb").reason for _ in range(2)] == ["rejected", "locked_out"]
+    assert verifier.lockout.state.failures == 5
+    assert restarted().verify(no, "rgb").reason == "locked_out"
 
 
 def test_k_of_n_must_fit_the_window(bundle, owner) -> None:

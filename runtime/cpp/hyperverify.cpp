@@ -197,14 +197,16 @@ int finish(hv_handle* handle, const hyperverify::Result<float>& logit, const uin
   auto decided = decide(handle, logit.value(), crop112, &decision);
   if (!decided.ok()) return decided.error().code;
   // k of n, as runtime/verifier.py Verifier._judge: a frame decides when it completes k accepts or fills
-  // the window, and a completed window starts afresh even when its decision cannot be recorded.
+  // the window, and a completed window starts afresh even when its decision cannot be recorded. The
+  // window is one attempt, recorded as rejected when it opens (the accept that completes it clears the
+  // count), so that a restart dropping an open window cannot drop its attempt.
   handle->window_frames += 1;
   handle->window_accepts += decision.accepted != 0;
   bool accept = handle->window_accepts >= handle->frames_required;
-  bool completes = accept || handle->window_frames >= handle->window;
+  bool records = accept || handle->window_frames == 1;
   decision.accepted = accept ? 1 : 0;
-  if (completes) handle->window_frames = handle->window_accepts = 0;
-  if (completes && !handle->lockout_path.empty()) {
+  if (accept || handle->window_frames >= handle->window) handle->window_frames = handle->window_accepts = 0;
+  if (records && !handle->lockout_path.empty()) {
     double now = hyperverify::unix_now();
     auto state = hyperverify::read_lockout(handle->lockout_path);
     int allowed = hyperverify::attempt_allowed(state, now);

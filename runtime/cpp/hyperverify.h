@@ -152,7 +152,7 @@ HV_API int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_
  * up to 1 h, PIN only after 20). From then on hv_score_crop and hv_score_input
  * check it before touching the crop (HV_LOCKED_OUT, HV_PIN_REQUIRED), and
  * record every attempt in it (every decision; with hv_set_frames_required,
- * every completed window); an attempt that cannot be recorded is HV_IO and
+ * every window, see there); an attempt that cannot be recorded is HV_IO and
  * never accepted. A missing file is a fresh state; an unreadable one means
  * HV_PIN_REQUIRED.
  */
@@ -167,12 +167,14 @@ HV_API int hv_lockout_pin_verified(hv_handle* handle);
 /*
  * k of n frames (the Python runtime's load(..., frames_required, window)):
  * accept once `frames_required` of the last `window` judged crops or frames
- * were the owner's. A judged frame that neither completes the k accepts nor
- * fills the window returns accepted = 0 (reason rejected for a frame) and is
- * not yet an attempt; a full window without k accepts is one rejected attempt
- * for the lockout, an accept is one accepted attempt, and either starts a new
- * window. Default 1 of 1 (every frame decides). HV_BAD_INPUT unless
- * 1 <= frames_required <= window; setting it starts a new window.
+ * were the owner's. A judged frame that does not complete the k accepts
+ * returns accepted = 0 (reason rejected for a frame). A window is one attempt
+ * for the lockout: recorded as rejected when its first frame is judged (so a
+ * restart that drops an open window cannot drop its attempt), and cleared by
+ * the accept that completes it; a full window without k accepts, or an
+ * accept, starts a new window. Default 1 of 1 (every frame decides).
+ * HV_BAD_INPUT unless 1 <= frames_required <= window; setting it starts a new
+ * window.
  */
 HV_API int hv_set_frames_required(hv_handle* handle, int frames_required, int window);
 
