@@ -17,7 +17,7 @@ Every run below was made with ``HYPERVERIFY_DATA=../shared/data OMP_NUM_THREADS=
     python benchmarks/accuracy.py --part view2-summary --tag=-long    # the View 2 figure + learning curve
     python benchmarks/accuracy.py --part view2 --model-name A --layout 100k --steps 1200 --stage2-steps 1000 --eval-every 500 --l2 1e-2 --tag=-tier-100k   # each tier (benchmarks/frontier.py)
     python benchmarks/accuracy.py --part film --model-name A --stage2-steps 1000 --eval-every 500 --tier-run=-tier-paper --publish   # FiLM against none
-    python benchmarks/accuracy.py --part refine-view2 --model runs/acc-view2-tier-100k-xxlong-A/model.pt --augmented 0 --tag=-mirror-only --publish
+    python benchmarks/accuracy.py --part refine-view2 --model runs/acc-view2-tier-100k-xxlong-A/model.pt --tag=-fixed-lbfgs --publish
     python benchmarks/accuracy.py --part report                       # benchmarks/results/accuracy.md
 
 A killed ``view2`` run resumes from ``runs/acc-view2<tag>-<model>/`` (distill.pt, checkpoint.pt).
@@ -429,7 +429,7 @@ def refine_view2_part(args) -> dict:
     base = hyper_verifier(model)
     bank = build_bank(base.features, data.images, data.labels, RefineConfig().bank_size, 0)
     out = {"model": str(args.model), "test_folds": held}
-    config = RefineConfig(l2=args.l2[0], augmented=args.augmented)
+    config = RefineConfig(l2=args.l2[0])
     out["refine_config"] = dataclasses.asdict(config)
     for label, verifier in (("generated", base), ("refined", refined(base, bank, config))):
         scores = pair_scores(verifier, lfw, sub)
@@ -492,9 +492,6 @@ def main() -> int:
     parser.add_argument("--no-base", action="store_true", help="stage2: generator without the projection head")
     parser.add_argument("--stage2-lr", type=float, default=1e-3)
     parser.add_argument("--l2", type=float, nargs="+", default=[1e-2], help="refine: L2 weights to try")
-    parser.add_argument("--augmented", type=int, default=RefineConfig.augmented,
-                        help="refine-view2: augmented views per enrollment photo besides the photo and its mirror "
-                             "(0: a deterministic refinement, the candidate for the on-device programs)")
     parser.add_argument("--layout", default="paper", choices=sorted(LAYOUTS))
     parser.add_argument("--layouts", nargs="+", default=[k for k in LAYOUTS if k != "big"], choices=sorted(LAYOUTS),
                         help="layouts: which ones, in this order")

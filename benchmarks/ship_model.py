@@ -4,7 +4,8 @@
         --rebuild "python benchmarks/accuracy.py --part view2 --model-name A --steps 1200 --stage2-steps 1000 --eval-every 200 --l2 1e-2 --tag=-long"
 
 fp16 halves the file; the model version is a hash of the fp16-rounded weights (and of the refinement
-bank), so it does not change. A model with a refinement bank is calibrated again, as shipped (fp16),
+bank), so it does not change. A model with a refinement bank takes this release's refinement settings
+(``sdk.refine.RefineConfig``; its bank and L2 weight kept) and is calibrated again, as shipped (fp16),
 for its target FAR on its calibration people (``sdk.recipe.held_out_people``), once per number of
 enrollment photos (``sdk.oneway.thresholds_by_photos``); ``sdk.enroll`` gives each user the threshold
 of their photo count, and the smallest is the manifest's floor. ``benchmarks/product_bar.py`` then
@@ -14,6 +15,7 @@ measures the shipped copy on other unseen people.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from hyperverify.sdk.enroll import DEFAULT_MODEL
 from hyperverify.sdk.hypernet import load_model, model_version, save_model
 from hyperverify.sdk.oneway import shipped_verifier, thresholds_by_photos
 from hyperverify.sdk.recipe import held_out_people, load_sets
+from hyperverify.sdk.refine import RefineConfig
 
 
 def main() -> int:
@@ -42,6 +45,9 @@ def main() -> int:
     with torch.no_grad():
         model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     if "refine" in extra:
+        saved = extra["refine"]
+        extra = {**extra, "refine": {"bank": saved["bank"], **dataclasses.asdict(
+            RefineConfig(l2=saved["l2"], bank_size=saved["bank_size"], seed=saved["seed"]))}}
         lfw, _ = load_sets()
         person, calibration, _ = held_out_people(lfw, extra)
         by_photos = thresholds_by_photos(shipped_verifier(model, extra), lfw, person, calibration, extra["target_far"])

@@ -6,7 +6,8 @@
       manifest.json.sig                 Ed25519 signature of manifest.json's exact bytes (the backend's key)
       verifier-xnnpack.pte              the shared ExecuTorch program (Android, iOS via ExecuTorch)
       verifier-portable.pte             the same without delegation (any ExecuTorch build)
-      enroll-xnnpack.pte                on-device enrollment: aligned crop(s) -> (embedding, theta)
+      enroll-xnnpack.pte                on-device enrollment: aligned crop(s) -> (embedding, generated theta)
+      refine-xnnpack.pte                then the backend's refinement: (f's inputs, generated theta) -> theta
       detect-xnnpack.pte                the face detector (YuNet) for the C++ runtime's frame path
       coreml/verifier-shared-ios17.mlpackage   Core ML, the user's slices as inputs (iOS 17+)
       server/enrollment-model.pt        the enrollment model (backend only: never ship in an app)
@@ -32,7 +33,8 @@ from hyperverify.converters.executorch_export import export_program
 from hyperverify.converters.torch_verifier import SharedVerifier
 from hyperverify.runtime import spec
 from hyperverify.runtime.atomic import replace_dir, staging_dir
-from hyperverify.runtime.manifest import DETECTOR_ROLE, ENROLLMENT_ROLE, MANIFEST_NAME, SIGNATURE_NAME, Manifest, sha256_bytes
+from hyperverify.runtime.manifest import (DETECTOR_ROLE, ENROLLMENT_ROLE, MANIFEST_NAME, REFINEMENT_ROLE, SIGNATURE_NAME,
+                                         Manifest, sha256_bytes)
 from hyperverify.runtime.user_file import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -85,7 +87,9 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
         if inputs.enrollment is not None:
             programs[ENROLLMENT_ROLE] = "enroll-xnnpack.pte"
             (staging / programs[ENROLLMENT_ROLE]).write_bytes(export_enrollment(inputs.enrollment))
-            enrollment = {"threshold": inputs.enrollment.threshold, "head": "generated", "max_crops": MAX_CROPS}
+            programs[REFINEMENT_ROLE] = "refine-xnnpack.pte"
+            (staging / programs[REFINEMENT_ROLE]).write_bytes(inputs.enrollment.refinement)
+            enrollment = {"head": "refined", "thresholds": list(inputs.enrollment.thresholds), "max_crops": MAX_CROPS}
             if inputs.coreml:
                 from hyperverify.converters.coreml_enroll import enrollment_package
 
@@ -93,7 +97,7 @@ def build_bundle(inputs: BundleInputs, target: Path, signing_key: Ed25519Private
                 enrollment_package(inputs.enrollment, staging / programs[COREML_ENROLLMENT_ROLE],
                                    {"model_version": inputs.model_version,
                                     "layout_hash": layout_hash, "tier": inputs.layout.name,
-                                    "threshold": f"{inputs.enrollment.threshold:.6f}"})
+                                    "thresholds": ",".join(f"{t:.6f}" for t in inputs.enrollment.thresholds)})
         if inputs.detector is not None:
             programs[DETECTOR_ROLE] = "detect-xnnpack.pte"
             (staging / programs[DETECTOR_ROLE]).write_bytes(inputs.detector)

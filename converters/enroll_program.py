@@ -27,9 +27,10 @@ embedding and for theta."""
 
 @dataclass(frozen=True)
 class EnrollmentInputs:
-    module: torch.nn.Module  # crops (K x 3 x 112 x 112 float) -> (embedding 128, theta)
+    module: torch.nn.Module  # crops (K x 3 x 112 x 112 float) -> (embedding 128, generated theta)
     reference: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # K x 112x112x3 uint8 -> the same
-    threshold: float  # the threshold calibrated for the heads this program makes (generated, unrefined)
+    refinement: bytes  # the checked refinement program (converters.refine_program)
+    thresholds: tuple[float, ...]  # the refined heads' thresholds, for 1, 2, ... enrollment photos
 
 
 def check_crops(count: int = 2) -> np.ndarray:

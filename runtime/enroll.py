@@ -8,9 +8,10 @@
 
 The bundle's enrollment program (``enrollment-xnnpack``: the SFace backbone and the generator in
 one ExecuTorch graph) turns 1..``max_crops`` aligned crops into the pooled enrollment embedding and
-the user's theta: the backend's ``enroll`` without refinement, to fp tolerance. The user file gets
-the bundle's model version and the threshold its manifest calibrated for such generated heads
-(``manifest.enrollment["threshold"]``), and is authenticated with the device's key (HMAC-SHA256,
+the generated head; its refinement program (``refinement-xnnpack``) refines that head on f's view of
+the same crops: together, the backend's ``enroll``, to fp tolerance. The user file gets the bundle's
+model version and the threshold its manifest calibrated for refined heads of that many photos
+(``manifest.enrollment_threshold``), and is authenticated with the device's key (HMAC-SHA256,
 ``user_file``); the app keeps that key in the platform's key store (docs/integration-*.md).
 """
 
@@ -22,10 +23,12 @@ from typing import Sequence
 
 import numpy as np
 
+from hyperverify.runtime import spec
 from hyperverify.runtime.errors import FaceNotFoundError, HyperverifyError, ImageError
 from hyperverify.runtime.faces import CROP_SIZE, FaceAligner
 from hyperverify.runtime.image_io import frame_to_rgb
-from hyperverify.runtime.manifest import ENROLLMENT_ROLE, BundleError, Manifest, checked_file
+from hyperverify.runtime.manifest import (ENROLLMENT_ROLE, REFINEMENT_ROLE, BundleError, Manifest, checked_file,
+                                         enrollment_threshold)
 from hyperverify.runtime.program import LoadedProgram
 from hyperverify.runtime.trust import TrustPolicy, open_manifest
 from hyperverify.runtime.user_file import UserWeights, check_device_key, write_user_file
@@ -40,6 +43,32 @@ def enrollment_input(crops: np.ndarray) -> np.ndarray:
 class Enrollment:
     weights: UserWeights
     embedding: np.ndarray  # the pooled unit SFace embedding of the enrollment crops (128)
+
+
+class Refiner:
+    """The bundle's refinement program (``converters.refine_program``): ``start`` once, then ``step``
+    as many times as its constant method ``iterations`` says, each step's state fed to the next."""
+
+    def __init__(self, data: bytes, error: type[Exception] = BundleError) -> None:
+        import torch
+
+        self._program = LoadedProgram(data, "refinement program", error, ("start", "step", "iterations"))
+        (iterations,) = self._program.run("iterations")
+        if not isinstance(iterations, int) or not 1 <= iterations <= 1000:
+            raise error(f"the refinement program's iteration count is not a small integer ({iterations!r})")
+        self.iterations, self._error, self._torch = iterations, error, torch
+
+    def __call__(self, small: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The refined head of ``theta`` (F + 1) for the K x 3 x 64 x 64 inputs of f of its crops."""
+        tensor = self._torch.from_numpy
+        prior = tensor(np.ascontiguousarray(theta, np.float32).reshape(1, -1))
+        positives, *state = self._program.run("start", tensor(np.ascontiguousarray(small, np.float32)), prior)
+        for _ in range(self.iterations):
+            state = self._program.run("step", tensor(positives), prior, *(tensor(s) for s in state))
+        refined = state[0].reshape(-1)
+        if refined.shape != theta.shape:
+            raise self._error(f"the refinement program returned {refined.shape[0]} values for a head of {theta.shape[0]}")
+        return refined
 
 
 class Enroller:
@@ -58,6 +87,8 @@ class Enroller:
                               "`hyperverify build-sdk`")
         data = checked_file(bundle, self.manifest, self.manifest.programs[ENROLLMENT_ROLE])
         self._program = LoadedProgram(data, "enrollment program")
+        self._bundle = bundle
+        self._refiner: Refiner | None = None
         self._torch = torch
         self._aligner = aligner
 
@@ -74,8 +105,9 @@ class Enroller:
         if not 1 <= len(crops) <= self.max_crops:
             raise HyperverifyError(f"enrollment takes 1 to {self.max_crops} faces, got {len(crops)}")
         embedding, theta = self.run(crops)
+        theta = self.refine(crops, theta)
         manifest = self.manifest
-        weights = UserWeights(theta=theta, threshold=float(manifest.enrollment["threshold"]),
+        weights = UserWeights(theta=theta, threshold=enrollment_threshold(manifest, len(crops)),
                               layout_hash=manifest.layout_hash, model_version=manifest.model_version,
                               user_id=user_id, dtype=dtype, embedding=embedding, photos=len(crops))
         return Enrollment(weights, embedding)
@@ -85,6 +117,13 @@ class Enroller:
         cascade (``verifier``) runs it on one frame's crop for the backbone's embedding."""
         embedding, theta = self._program(self._torch.from_numpy(enrollment_input(crops)))
         return embedding.reshape(-1), theta.reshape(-1)
+
+    def refine(self, crops: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The refinement program on checked crops and their generated head: the refined head. Loaded
+        on first use: the cascade, which runs ``run`` for its escalations, never needs it."""
+        if self._refiner is None:
+            self._refiner = Refiner(checked_file(self._bundle, self.manifest, self.manifest.programs[REFINEMENT_ROLE]))
+        return self._refiner(spec.to_input(spec.reduce_crop(crops)), theta)
 
     def crops_from_frames(self, frames: Sequence[np.ndarray], color_order: str = "bgr") -> np.ndarray:
         """Detect and align the face of each frame (the backend's rule: ``FaceAligner``);

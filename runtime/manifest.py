@@ -35,7 +35,8 @@ MAX_BUNDLE_FILE_BYTES = 256 << 20  # a program the runtime loads (ours: under 1 
 MAX_DEPTH = 16  # JSON nesting; ours is 3 deep
 ENROLLMENT_ROLE = "enrollment-xnnpack"  # the on-device enrollment program's role in ``programs``
 DETECTOR_ROLE = "detector-xnnpack"  # YuNet for the C++ runtime's frame path (``converters.detector_program``)
-ENROLLMENT_HEADS = ("generated",)  # what the enrollment program makes: the generator's head, unrefined
+REFINEMENT_ROLE = "refinement-xnnpack"  # the enrollment-time refinement program (``converters.refine_program``)
+ENROLLMENT_HEADS = ("refined",)  # what on-device enrollment makes: the generated head, refined as the backend does
 
 
 class BundleError(HyperverifyError):
@@ -57,7 +58,7 @@ class Manifest:
         "pixel_mean": spec.PIXEL_MEAN, "pixel_scale": spec.PIXEL_SCALE,
         "from": "112x112 ArcFace-aligned crop, area resize"})
     versions: dict = field(default_factory=dict)
-    enrollment: dict | None = None  # {"threshold", "head", "max_crops"} when the bundle ships ENROLLMENT_ROLE
+    enrollment: dict | None = None  # {"head", "thresholds", "max_crops"} with ENROLLMENT_ROLE and REFINEMENT_ROLE
     cascade: dict | None = None  # the cascade's bands (``runtime/cascade.py``); needs ENROLLMENT_ROLE
     tier: str = spec.LEGACY_TIER  # f's size (``spec.TIERS``); bundles from before tiers are the paper's
 
@@ -135,10 +136,12 @@ _CHECKS = {
     "bundle_format": lambda v: v == BUNDLE_FORMAT and not isinstance(v, bool),
     "input": lambda v: isinstance(v, dict),
     "versions": lambda v: isinstance(v, dict),
-    "enrollment": lambda v: (isinstance(v, dict) and set(v) == {"threshold", "head", "max_crops"}
-                             and _number(v["threshold"]) and v["head"] in ENROLLMENT_HEADS
+    "enrollment": lambda v: (isinstance(v, dict) and set(v) == {"head", "thresholds", "max_crops"}
+                             and v["head"] in ENROLLMENT_HEADS
                              and isinstance(v["max_crops"], int) and not isinstance(v["max_crops"], bool)
-                             and 1 <= v["max_crops"] <= 255),
+                             and 1 <= v["max_crops"] <= 255 and isinstance(v["thresholds"], list)
+                             and 1 <= len(v["thresholds"]) <= v["max_crops"]
+                             and all(_number(t) for t in v["thresholds"])),
     "cascade": valid_table,
     "tier": lambda v: isinstance(v, str) and v in spec.TIERS,
 }
@@ -174,8 +177,10 @@ def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
     for program in manifest.programs.values():  # a file, or a folder of files (a Core ML package)
         if program not in manifest.files and not any(f.startswith(program + "/") for f in manifest.files):
             raise BundleError(f"{source}: a program is not listed among the bundle's files")
-    if (manifest.enrollment is None) != (ENROLLMENT_ROLE not in manifest.programs):
-        raise BundleError(f"{source}: the enrollment program and its settings must come together")
+    if len({manifest.enrollment is None, ENROLLMENT_ROLE not in manifest.programs,
+            REFINEMENT_ROLE not in manifest.programs}) != 1:
+        raise BundleError(f"{source}: the enrollment program, the refinement program and their settings must come "
+                          "together")
     if manifest.cascade is not None and manifest.enrollment is None:
         raise BundleError(f"{source}: a cascade needs the enrollment program (it runs the backbone)")
     layout = manifest.layout
@@ -225,3 +230,10 @@ def checked_file(bundle: str | Path, manifest: Manifest, relative: str) -> bytes
     if sha256_bytes(data) != manifest.files[relative]:
         raise BundleError(f"{bundle}/{relative}: checksum differs from the manifest (altered or corrupted)")
     return data
+
+
+def enrollment_threshold(manifest: Manifest, photos: int) -> float:
+    """The threshold of a head the device enrolled from ``photos`` photos (more photos make a more
+    confident head); beyond the listed counts, the last."""
+    thresholds = manifest.enrollment["thresholds"]
+    return float(thresholds[min(photos, len(thresholds)) - 1])

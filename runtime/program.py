@@ -1,4 +1,4 @@
-"""An ExecuTorch program's ``forward``, loaded once: the one way every part of hyperverify runs one.
+"""An ExecuTorch program's method (``forward`` unless named), loaded once: the one way every part of hyperverify runs one.
 
 ExecuTorch's Python ``Method`` points into its ``Program``: the Program must outlive the Method and
 the tensors it returns (DESIGN section 2), or a call reads freed memory. ``LoadedProgram`` keeps
@@ -19,19 +19,26 @@ from hyperverify.runtime.manifest import BundleError
 
 
 class LoadedProgram:
-    """``forward`` of one program (bytes, or a file the runtime maps itself)."""
+    """One method of one program (bytes, or a file the runtime maps itself)."""
 
     def __init__(self, data: bytes | bytearray | memoryview | Path, what: str = "program",
-                 error: type[Exception] = BundleError) -> None:
-        """``what`` names the program in the error (the verifier program, the enrollment program...)."""
+                 error: type[Exception] = BundleError, methods: tuple[str, ...] = ("forward",)) -> None:
+        """``what`` names the program in the error (the verifier program, the enrollment program...);
+        ``methods``: those ``run`` may call, loaded now (the first is what a call runs)."""
         from executorch.runtime import Runtime
 
         try:
             self._program = Runtime.get().load_program(data if isinstance(data, Path) else bytes(data))
-            self._method = self._program.load_method("forward")
+            self._methods = {name: self._program.load_method(name) for name in methods}
         except Exception as err:  # the bindings raise RuntimeError/ValueError for a bad program
             raise error(f"the {what} cannot be loaded ({type(err).__name__}: {err})") from None
 
+        self._first = methods[0]
+
     def __call__(self, *inputs: Any) -> list[np.ndarray]:
-        """Run ``forward`` on torch tensors; its outputs as numpy arrays the caller owns."""
-        return [out.numpy().copy() for out in self._method.execute(list(inputs))]
+        """Run the first method on torch tensors; its outputs as numpy arrays the caller owns."""
+        return self.run(self._first, *inputs)
+
+    def run(self, method: str, *inputs: Any) -> list:
+        """Run ``method``: its tensor outputs as numpy arrays the caller owns, other values as they are."""
+        return [out.numpy().copy() if hasattr(out, "numpy") else out for out in self._methods[method].execute(list(inputs))]

@@ -173,16 +173,12 @@ def threshold_floor(manifest_threshold: float, user_threshold: float) -> float:
 
 
 def calibrated_floor(manifest: Manifest, weights: UserWeights) -> float:
-    """The manifest's calibrated threshold for this kind of user file: a device-made file holds the
-    generator's unrefined head, which scores everyone logits higher than a refined one, so its floor
-    is the threshold calibrated for such heads (``manifest.enrollment``), not the refined heads'
-    smaller floor. A device-made file for a bundle that ships no enrollment program is refused."""
-    if not weights.device_made:
-        return manifest.threshold
-    if manifest.enrollment is None:
-        raise BundleError("a device-made user file, but this bundle ships no enrollment program (and no "
-                          "threshold for device-made heads)")
-    return float(manifest.enrollment["threshold"])
+    """The manifest's calibrated threshold for this user file. Both kinds hold refined heads (the
+    device runs the backend's refinement), so both take the manifest's floor; a device-made file for
+    a bundle that ships no on-device enrollment is refused (it was made with another bundle)."""
+    if weights.device_made and manifest.enrollment is None:
+        raise BundleError("a device-made user file, but this bundle ships no enrollment program")
+    return manifest.threshold
 
 
 def accepts(score: float, threshold: float) -> bool:

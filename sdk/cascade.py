@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hyperverify.runtime.cascade import Band
+from hyperverify.runtime.cascade import FILE_KINDS, Band
 from hyperverify.sdk.metrics import threshold_at_far
-from hyperverify.sdk.oneway import OneWay, Unlocks, hyper_verifier, shipped_verifier, unlock_attempts
+from hyperverify.sdk.oneway import OneWay, Unlocks, shipped_verifier, unlock_attempts
 from hyperverify.sdk.prepare import PreparedSet
 
 FAR = 1 / 50_000
@@ -41,14 +41,15 @@ def band_from(f: Unlocks, backbone: Unlocks, far: float, quantile: float) -> Ban
 
 def calibrate_cascade(model, extra: dict, data: PreparedSet, person: dict[str, str], names: set[str],
                       far: float = FAR, quantile: float = QUANTILE, photos: tuple[int, ...] = (1, 2, 3)) -> dict:
-    """The manifest's ``cascade`` table for ``model``: bands for backend-made user files (the shipped
-    head, refined when the model carries a bank) and for device-made ones (the generated head)."""
-    kinds: dict[str, OneWay] = {"backend": shipped_verifier(model, extra), "device": hyper_verifier(model)}
+    """The manifest's ``cascade`` table for ``model``: the shipped head's bands (refined when the model
+    carries a bank), for both kinds of user file, since the backend and the device's refinement
+    program make the same heads (``converters.torch_refinement``)."""
+    verifier: OneWay = shipped_verifier(model, extra)
     table: dict = {"far": far, "quantile": quantile}
     for k in photos:
         backbone = unlock_attempts(None, data, person, names, k, 1)
-        for kind, verifier in kinds.items():
-            band = band_from(unlock_attempts(verifier, data, person, names, k, 1), backbone, far, quantile)
+        band = band_from(unlock_attempts(verifier, data, person, names, k, 1), backbone, far, quantile)
+        for kind in FILE_KINDS:
             table.setdefault(kind, {})[str(k)] = {"escalate_from": band.escalate_from,
                                                   "accept_from": band.accept_from,
                                                   "backbone_threshold": band.backbone_threshold}

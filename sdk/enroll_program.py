@@ -7,9 +7,10 @@ flip averaging; ``backbone.embed`` does none), pooled by the generator's own mea
 normalisation (``Generator.raw``/``compose``). The sdk builds the module and hands it to the
 converter (``converters.enroll_program``); converters never import the sdk.
 
-Refinement (``sdk.refine``: L-BFGS on random augmented views) is not part of the program: a
-device-made head is the generated one, and the bundle's manifest carries the threshold calibrated
-for generated heads (``extra["threshold_generated_head"]``).
+The refinement (``sdk.refine``) is a program of its own (``converters.refine_program``), run after
+this one on the same crops: the cascade runs this program alone for the backbone's embedding of a
+frame and must not pay for a refinement. A device-made head is then the backend's refined head, and
+takes the model's thresholds by number of enrollment photos (``extra["thresholds_by_photos"]``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from hyperverify.converters.enroll_program import EnrollmentInputs
+from hyperverify.converters.refine_program import check_refinement, export_refinement
 from hyperverify.runtime.errors import HyperverifyError
 from hyperverify.sdk.backbone import SFace, embed
-from hyperverify.sdk.hypernet import Generator, HyperModel
-from hyperverify.sdk.refine import config_of
+from hyperverify.sdk.hypernet import Generator, HyperModel, model_version
+from hyperverify.sdk.program_cache import cached_program, source
+from hyperverify.sdk.refine import config_of, refinement
 
 
 class EnrollmentProgram(torch.nn.Module):
@@ -50,12 +53,23 @@ def reference_enrollment(model: HyperModel, crops: np.ndarray) -> tuple[np.ndarr
 
 
 def enrollment_inputs(model: HyperModel, extra: dict) -> EnrollmentInputs:
-    """What the bundle builder needs to ship the enrollment program of ``model``."""
-    if model.config.generate != "head":
-        raise HyperverifyError("on-device enrollment needs generate='head' (a shared trunk)")
-    threshold = extra.get("threshold_generated_head", extra.get("threshold") if config_of(extra) is None else None)
-    if threshold is None:
-        raise HyperverifyError("the model has no threshold for generated heads (threshold_generated_head); "
-                               "on-device enrollment cannot be shipped with it")
+    """What the bundle builder needs to ship the enrollment and refinement programs of ``model``."""
+    by_photos = extra.get("thresholds_by_photos")
+    if config_of(extra) is None or not by_photos:
+        raise HyperverifyError("on-device enrollment needs a model with a refinement bank and its thresholds by "
+                               "number of enrollment photos (benchmarks/ship_model.py)")
     module = EnrollmentProgram(SFace(prelu_as_relus=True), model.generator).eval()
-    return EnrollmentInputs(module, lambda crops: reference_enrollment(model, crops), float(threshold))
+    thresholds = tuple(float(by_photos[k]) for k in sorted(by_photos, key=int))
+    if [int(k) for k in sorted(by_photos, key=int)] != list(range(1, len(thresholds) + 1)):
+        raise HyperverifyError(f"thresholds by photos must cover 1..n photos, got {sorted(by_photos)}")
+    reference = lambda crops: reference_enrollment(model, crops)  # noqa: E731
+    return EnrollmentInputs(module, reference, refinement_program(model, extra, lambda crops: reference(crops)[1]),
+                            thresholds)
+
+
+def refinement_program(model: HyperModel, extra: dict, prior) -> bytes:
+    """The model's checked refinement program (``converters.refine_program``), cached by model
+    version: its export takes about a minute and a half on two cores."""
+    module = refinement(model, extra)
+    return cached_program("refinement", [model_version(model, extra).encode(), source("refine_program", "torch_refinement")],
+                          lambda: export_refinement(module, prior), lambda data: check_refinement(data, module, prior))

@@ -29,7 +29,7 @@ from hyperverify.runtime.cascade import band_for
 from hyperverify.runtime.errors import ImageError
 from hyperverify.runtime.image_io import MAX_PIXELS, decode_image, read_image
 from hyperverify.runtime.manifest import (BundleError, Manifest, bundle_path, checked_file, parse_manifest,
-                                          read_manifest, sha256_bytes)
+                                          enrollment_threshold, read_manifest, sha256_bytes)
 from hyperverify.runtime.trust import (ManifestSignatureError, TrustError, accepts, calibrated_floor, open_manifest,
                                        read_trusted_user_file, threshold_floor)
 from hyperverify.runtime.user_file import (MAX_FILE_SIZE, LayoutError, LengthError, SignatureError, UserFileError,
@@ -525,18 +525,18 @@ def test_the_device_key_is_never_printed() -> None:
 # Every policy is made inside the test (a module-level one is built before mutmut switches a mutant
 # on, so it would not see a mutated ``__post_init__``); the files are small real ones, written here.
 
-ENROLLMENT = {"threshold": 7.25, "head": "generated", "max_crops": 5}
+ENROLLMENT = {"head": "refined", "thresholds": [4.0, 5.5], "max_crops": 5}
 OTHER_DEVICE_KEY = bytes(range(200, 232))
 OTHER_BACKEND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 
 
 def _manifest(enrollment: dict | None = None, layout_hash: str | None = None) -> Manifest:
     """A valid manifest (parsed, so every rule of ``parse_manifest`` holds), with or without the
-    enrollment program and its generated heads' threshold."""
+    enrollment and refinement programs and the refined heads' thresholds."""
     raw = json.loads(GOOD_MANIFEST)
     if enrollment is not None:
-        raw.update(enrollment=enrollment, files={**raw["files"], "enroll.pte": "b" * 64},
-                   programs={**raw["programs"], "enrollment-xnnpack": "enroll.pte"})
+        raw.update(enrollment=enrollment, files={**raw["files"], "enroll.pte": "b" * 64, "refine.pte": "c" * 64},
+                   programs={**raw["programs"], "enrollment-xnnpack": "enroll.pte", "refinement-xnnpack": "refine.pte"})
     manifest = parse_manifest(json.dumps(raw).encode())
     return manifest if layout_hash is None else Manifest(**{**manifest.__dict__, "layout_hash": layout_hash})
 
@@ -624,25 +624,25 @@ def test_a_user_file_for_another_layout_is_refused_under_every_policy(user_files
                                   "the program is 0123456789abcdef")
 
 
-def test_each_kind_of_user_file_gets_its_own_calibrated_floor(user_files) -> None:
-    """A backend file's floor is the manifest's threshold, with or without the enrollment program;
-    a device-made file's is the generated heads' (``enrollment.threshold``), and a device-made file
-    for a bundle without the program is refused."""
+def test_both_kinds_of_user_file_get_the_manifests_floor(user_files) -> None:
+    """Both kinds hold refined heads (the device runs the backend's refinement), so both take the
+    manifest's threshold as their floor; a device-made file for a bundle without on-device
+    enrollment is refused, and a malformed enrollment section is refused when the manifest is read."""
     with_program, without = _manifest(ENROLLMENT), _manifest()
-    assert (with_program.threshold, without.threshold) == (4.0, 4.0)
     either = _policy("either")
     backend = read_trusted_user_file(user_files["backend"], with_program, either)
     device = read_trusted_user_file(user_files["device"], with_program, either)
-    assert calibrated_floor(with_program, backend) == 4.0 and calibrated_floor(without, backend) == 4.0
-    floor = calibrated_floor(with_program, device)
-    assert floor == 7.25 and type(floor) is float
-    numpy_threshold = Manifest(**{**with_program.__dict__,
-                                  "enrollment": {**ENROLLMENT, "threshold": np.float32(6.5)}})
-    assert type(calibrated_floor(numpy_threshold, device)) is float
+    assert calibrated_floor(with_program, backend) == calibrated_floor(without, backend) == 4.0
+    assert calibrated_floor(with_program, device) == 4.0
+    assert enrollment_threshold(with_program, 1) == 4.0 and enrollment_threshold(with_program, 5) == 5.5
     with pytest.raises(BundleError) as refused:
         calibrated_floor(without, device)
-    assert str(refused.value) == ("a device-made user file, but this bundle ships no enrollment program (and no "
-                                  "threshold for device-made heads)")
+    assert str(refused.value) == "a device-made user file, but this bundle ships no enrollment program"
+    for bad in ({**ENROLLMENT, "head": "generated"}, {**ENROLLMENT, "thresholds": []},
+                {**ENROLLMENT, "thresholds": [4.0] * 6}, {**ENROLLMENT, "thresholds": ["4.0"]},
+                {"threshold": 7.25, "head": "refined", "max_crops": 5}):
+        with pytest.raises(BundleError, match="enrollment"):
+            _manifest(bad)
 
 
 def test_every_device_policy_refusal_is_worded_exactly() -> None:

@@ -125,14 +125,15 @@ int open_impl(const char* bundle_dir, const char* user_path, const hv_trust& tru
   auto handle = std::make_unique<hv_handle>();
   handle->runner = std::move(runner.value());
   handle->weights = std::move(weights.value());
-  // The floor for this kind of file (trust.py calibrated_floor), rounded up to float so that the
-  // comparison with a float logit never dips below it (a floor above the largest float becomes
-  // +inf: no finite logit reaches it, as in Python).
-  if (handle->weights.device_made && !m.enrollment_threshold)
-    return report(fail(HV_BUNDLE, "a device-made user file, but this bundle ships no enrollment program (and no "
-                                  "threshold for device-made heads)"),
-                  err, err_len);
-  double calibrated = handle->weights.device_made ? *m.enrollment_threshold : m.threshold;
+  // The floor (trust.py calibrated_floor): the manifest's threshold for both kinds of file, since a
+  // device-made file holds the backend's refined head too (the bundle's refinement program made
+  // it); one made for a bundle without on-device enrollment came from another bundle. Rounded up
+  // to float so that the comparison with a float logit never dips below it (a floor above the
+  // largest float becomes +inf: no finite logit reaches it, as in Python).
+  if (handle->weights.device_made && m.enrollment_thresholds.empty())
+    return report(fail(HV_BUNDLE, "a device-made user file, but this bundle ships no enrollment program"), err,
+                  err_len);
+  double calibrated = m.threshold;
   float floor;
   if (calibrated > static_cast<double>(FLT_MAX)) {
     floor = INFINITY;
@@ -310,25 +311,45 @@ hyperverify::Status enroll_impl(const char* bundle_dir, const hv_trust& trust, c
   if (!manifest.ok()) return manifest.error();
   const Manifest& m = manifest.value();
   auto role = m.programs.find(kEnrollmentRole);
-  if (role == m.programs.end() || !m.enrollment_threshold)
+  auto refinement_role = m.programs.find(kRefinementRole);
+  if (role == m.programs.end() || refinement_role == m.programs.end() || m.enrollment_thresholds.empty())
     return fail(HV_BUNDLE, bundle + ": this bundle ships no enrollment program; rebuild it with `hyperverify build-sdk`");
   if (count < 1 || count > m.max_crops)
     return fail(HV_BAD_INPUT, "enrollment takes 1 to " + std::to_string(m.max_crops) + " faces, got " +
                                   std::to_string(count));
+  // Both programs are checked and loaded before either runs: a bundle that cannot finish an
+  // enrollment is refused before the crops are computed on.
   auto program = checked_file(bundle, m, role->second);
   if (!program.ok()) return program.error();
   auto backbone = Backbone::load(std::move(program.value()), bundle + "/" + role->second);
   if (!backbone.ok()) return backbone.error();
+  auto refinement_program = checked_file(bundle, m, refinement_role->second);
+  if (!refinement_program.ok()) return refinement_program.error();
+  auto refiner = Refiner::load(std::move(refinement_program.value()), bundle + "/" + refinement_role->second);
+  if (!refiner.ok()) return refiner.error();
   auto made = backbone.value()->run(crops, count);
   if (!made.ok()) return made.error();
   UserWeights weights;
   weights.embedding = std::move(made.value().first);
-  weights.theta = std::move(made.value().second);
-  if (weights.embedding.size() != kEmbeddingSize || weights.theta.empty() || weights.theta.size() > kMaxCount)
+  const std::vector<float>& generated = made.value().second;
+  if (weights.embedding.size() != kEmbeddingSize || generated.empty() || generated.size() > kMaxCount)
     return fail(HV_PROGRAM, "the enrollment program's outputs have the wrong sizes");
+  // The refinement sees each crop as f does (the same reduction and normalisation as a verified
+  // crop): the positives it fits the generated head to are f's features of the user's photos.
+  std::vector<float> small(static_cast<size_t>(count) * HV_INPUT_VALUES);
+  for (int k = 0; k < count; k++) {
+    auto status = preprocess_crop(crops + static_cast<size_t>(k) * HV_CROP_SIZE * HV_CROP_SIZE * 3, HV_CROP_SIZE,
+                                  HV_CROP_SIZE, 3, small.data() + static_cast<size_t>(k) * HV_INPUT_VALUES);
+    if (!status.ok()) return status.error();
+  }
+  auto refined = refiner.value()->run(small, count, generated);
+  if (!refined.ok()) return refined.error();
+  weights.theta = std::move(refined.value());
   for (float v : weights.theta)
     if (!std::isfinite(v) || std::fabs(v) >= 65520.0f) return fail(HV_VALUES, "theta overflows float16");
-  weights.threshold = static_cast<float>(*m.enrollment_threshold);
+  // The refined heads' threshold for this many photos (manifest.py enrollment_threshold), as the
+  // backend gives a user it enrolls from as many.
+  weights.threshold = static_cast<float>(m.enrollment_threshold_for(count));
   weights.layout_hash = m.layout_hash;
   weights.model_version = m.model_version;
   weights.user_id = user_id;

@@ -124,9 +124,11 @@ typedef struct hv_trust {
 
 /*
  * hv_open under a policy that may accept device-made user files (hv_open is
- * this with HV_USER_FILES_BACKEND and no device key). A device-made file is
- * held to the threshold the manifest calibrated for the generated heads the
- * enrollment program makes, and its cascade uses the device band. A policy
+ * this with HV_USER_FILES_BACKEND and no device key). A device-made file
+ * holds the backend's refined head (hv_enroll runs the bundle's refinement
+ * program), so it is floored by the manifest's threshold as a backend-made one
+ * is; it needs a bundle that ships on-device enrollment, and its cascade uses
+ * the device band. A policy
  * that contradicts itself (a device key with HV_USER_FILES_BACKEND, a device
  * policy without a key of 32 bytes or more, or with HV_ALLOW_UNSIGNED) is
  * HV_BAD_INPUT.
@@ -137,11 +139,15 @@ HV_API int hv_open_trusted(const char* bundle_dir, const char* user_path, const 
 /*
  * On-device enrollment (runtime/enroll.py Enroller.enroll_crops): run the
  * bundle's enrollment program on `count` aligned 112x112x3 uint8 RGB crops of
- * one person (back to back, 1 <= count <= the manifest's max_crops) and write
- * the user file `out_path` atomically: format 2, float16, the generated head,
- * the threshold the manifest calibrated for such heads, HMAC'd with
- * trust->device_key (the face never leaves the device). The manifest must be
- * signed by trust->public_key32. user_id: UTF-8, at most 32 bytes.
+ * one person (back to back, 1 <= count <= the manifest's max_crops) for the
+ * generated head, refine it with the bundle's refinement program (the
+ * backend's refinement, on f's inputs of the same crops: its start method,
+ * then its step method as many times as its constant method iterations says;
+ * runner.h Refiner) and write the user file `out_path` atomically: format 2,
+ * float16, the refined head, the manifest's threshold for a user enrolled
+ * from `count` photos (the backend's), HMAC'd with trust->device_key (the face
+ * never leaves the device). The manifest must be signed by
+ * trust->public_key32. user_id: UTF-8, at most 32 bytes.
  */
 HV_API int hv_enroll(const char* bundle_dir, const hv_trust* trust, const uint8_t* crops, int count,
                      const char* user_id, const char* out_path, char* err, size_t err_len);

@@ -98,19 +98,26 @@ Result<Manifest> parse_manifest(const uint8_t* data, size_t size) {
     if (!listed) return bad("a program is not listed among the files");
   }
   const Json* enrollment = root.get("enrollment");
-  if (enrollment != nullptr) {  // manifest.py: exactly {threshold, head: "generated", max_crops >= 1}
-    const Json* threshold = enrollment->get("threshold");
+  if (enrollment != nullptr) {
+    // manifest.py: exactly {head: "refined", thresholds: 1 to max_crops finite numbers, max_crops 1..255}
     const Json* head = enrollment->get("head");
+    const Json* thresholds = enrollment->get("thresholds");
     const Json* crops = enrollment->get("max_crops");
-    if (enrollment->members.size() != 3 || threshold == nullptr || !finite_number(*threshold) || head == nullptr ||
-        head->kind != Json::String || head->text != "generated" || crops == nullptr ||
-        crops->kind != Json::Number || !crops->integer || crops->number < 1 || crops->number > 255)
+    if (enrollment->members.size() != 3 || head == nullptr || head->kind != Json::String || head->text != "refined" ||
+        crops == nullptr || crops->kind != Json::Number || !crops->integer || crops->number < 1 ||
+        crops->number > 255 || thresholds == nullptr || thresholds->kind != Json::Array ||
+        thresholds->items.empty() || thresholds->items.size() > static_cast<size_t>(crops->number))
       return bad("malformed manifest field 'enrollment'");
-    manifest.enrollment_threshold = threshold->number;
+    for (const Json& threshold : thresholds->items) {
+      if (!finite_number(threshold)) return bad("malformed manifest field 'enrollment'");
+      manifest.enrollment_thresholds.push_back(threshold.number);
+    }
     manifest.max_crops = static_cast<int>(crops->number);
   }
-  if ((enrollment != nullptr) != (manifest.programs.count(kEnrollmentRole) > 0))
-    return bad("the enrollment program and its settings must come together");
+  bool enrolls = enrollment != nullptr;
+  if (enrolls != (manifest.programs.count(kEnrollmentRole) > 0) ||
+      enrolls != (manifest.programs.count(kRefinementRole) > 0))
+    return bad("the enrollment program, the refinement program and their settings must come together");
   if (const Json* cascade = root.get("cascade")) {
     auto table = parse_cascade(*cascade);
     if (!table.ok()) return table.error();

@@ -5,6 +5,7 @@
 // (HV_SIGNATURE for the signature, HV_BUNDLE for everything else).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -22,6 +23,7 @@ constexpr size_t kMaxBundleFileBytes = 256u << 20;  // manifest.py MAX_BUNDLE_FI
 constexpr int kBundleFormat = 2;
 constexpr const char* kProgramRole = "executorch-xnnpack";
 constexpr const char* kEnrollmentRole = "enrollment-xnnpack";  // manifest.py ENROLLMENT_ROLE
+constexpr const char* kRefinementRole = "refinement-xnnpack";  // manifest.py REFINEMENT_ROLE
 constexpr const char* kDetectorRole = "detector-xnnpack";  // manifest.py DETECTOR_ROLE
 
 struct Manifest {
@@ -33,10 +35,18 @@ struct Manifest {
   std::map<std::string, std::string> files;     // relative path -> sha256 hex
   std::map<std::string, std::string> programs;  // role -> relative path
   std::optional<CascadeTable> cascade;          // with the enrollment program (the backbone) only
-  // With the enrollment program only: the threshold calibrated for the generated heads it makes
-  // (the floor of device-made user files) and how many crops it takes at most.
-  std::optional<double> enrollment_threshold;
+  // With the enrollment and refinement programs only (empty, 0 without): the refined heads'
+  // thresholds by number of enrollment photos (entry k - 1 for k photos) and how many crops
+  // enrollment takes at most.
+  std::vector<double> enrollment_thresholds;
   int max_crops = 0;
+
+  // The threshold of a head the device enrolled from `photos` (>= 1) photos; beyond the listed
+  // counts, the last (manifest.py enrollment_threshold). Needs enrollment_thresholds.
+  double enrollment_threshold_for(int photos) const {
+    size_t listed = enrollment_thresholds.size();
+    return enrollment_thresholds[std::min(static_cast<size_t>(photos), listed) - 1];
+  }
 };
 
 // Check and parse manifest bytes (no signature check).

@@ -8,7 +8,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
+#include <iterator>
 #include <numeric>
+#include <tuple>
 
 #include "hyperverify.h"
 
@@ -44,10 +47,12 @@ Result<int64_t> constant(Module& module, const std::string& name) {
 }
 
 // A State holding `program` and a Module over it (the bytes outlive the
-// Module) with "forward" loaded; the caller holds a NoThreadPoolGuard, so
-// XNNPACK's delegate gets no thread pool.
+// Module) with `methods` loaded ({"forward"} for all but the refinement
+// program); the caller holds a NoThreadPoolGuard, so XNNPACK's delegate gets
+// no thread pool.
 template <typename State>
-Result<std::unique_ptr<State>> load_forward(std::vector<uint8_t> program, const std::string& name) {
+Result<std::unique_ptr<State>> load_methods(std::vector<uint8_t> program, const std::string& name,
+                                            std::initializer_list<const char*> methods) {
   auto state = std::make_unique<State>();
   state->program = std::move(program);
   state->module = std::make_unique<Module>(
@@ -55,9 +60,11 @@ Result<std::unique_ptr<State>> load_forward(std::vector<uint8_t> program, const 
   EtError error = state->module->load(executorch::runtime::Program::Verification::InternalConsistency);
   if (error != EtError::Ok)
     return fail(HV_PROGRAM, name + ": not a loadable ExecuTorch program (" + describe(error) + ")");
-  error = state->module->load_method("forward");
-  if (error != EtError::Ok)
-    return fail(HV_PROGRAM, name + ": method 'forward' cannot be loaded (" + describe(error) + ")");
+  for (const char* method : methods) {
+    error = state->module->load_method(method);
+    if (error != EtError::Ok)
+      return fail(HV_PROGRAM, name + ": method '" + method + "' cannot be loaded (" + describe(error) + ")");
+  }
   return state;
 }
 
@@ -78,7 +85,7 @@ Result<std::unique_ptr<Runner>> Runner::load(std::vector<uint8_t> program, const
   // The network runs on the calling thread: XNNPACK takes its pthreadpool when
   // the delegate is initialised (load_method), and a null pool means "inline".
   NoThreadPoolGuard no_pool;
-  auto loaded = load_forward<State>(std::move(program), name);
+  auto loaded = load_methods<State>(std::move(program), name, {"forward"});
   if (!loaded.ok()) return loaded.error();
   std::unique_ptr<State> state = std::move(loaded.value());
   Module& module = *state->module;
@@ -169,7 +176,7 @@ Backbone::~Backbone() = default;
 
 Result<std::unique_ptr<Backbone>> Backbone::load(std::vector<uint8_t> program, const std::string& name) {
   NoThreadPoolGuard no_pool;
-  auto loaded = load_forward<State>(std::move(program), name);
+  auto loaded = load_methods<State>(std::move(program), name, {"forward"});
   if (!loaded.ok()) return loaded.error();
   return std::unique_ptr<Backbone>(new Backbone(std::move(loaded.value())));
 }
@@ -207,6 +214,135 @@ Result<std::vector<float>> Backbone::embed(const uint8_t* rgb112) {
   return std::move(out.value().first);
 }
 
+namespace {
+
+// A float tensor the refinement owns: a method's output copied out of the method's memory (which
+// its next execute overwrites), or what a method is given (from_blob over it, of these sizes).
+struct Owned {
+  std::vector<executorch::aten::SizesType> sizes;
+  std::vector<float> values;
+
+  TensorPtr view() { return from_blob(values.data(), sizes, ScalarType::Float); }
+};
+
+// The float tensors `out` (`count` of them, all it returns) as buffers of ours.
+Result<std::vector<Owned>> take_outputs(const std::vector<EValue>& out, size_t count, const std::string& what) {
+  if (out.size() != count)
+    return fail(HV_PROGRAM, what + " returned " + std::to_string(out.size()) + " values, not " +
+                                std::to_string(count));
+  std::vector<Owned> owned(count);
+  for (size_t i = 0; i < count; i++) {
+    if (!out[i].isTensor() || out[i].toTensor().scalar_type() != ScalarType::Float)
+      return fail(HV_PROGRAM, what + "'s output " + std::to_string(i) + " is not a float tensor");
+    const auto& tensor = out[i].toTensor();
+    owned[i].sizes.assign(tensor.sizes().begin(), tensor.sizes().end());
+    owned[i].values.assign(tensor.const_data_ptr<float>(), tensor.const_data_ptr<float>() + tensor.numel());
+  }
+  return owned;
+}
+
+using Sizes = std::vector<executorch::aten::SizesType>;
+
+}  // namespace
+
+struct Refiner::State {
+  std::vector<uint8_t> program;  // the bytes the module reads (outlive it)
+  std::unique_ptr<Module> module;
+  int64_t iterations = 0;        // how many times run() executes step
+};
+
+Refiner::Refiner(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Refiner::~Refiner() = default;
+
+Result<std::unique_ptr<Refiner>> Refiner::load(std::vector<uint8_t> program, const std::string& name) {
+  NoThreadPoolGuard no_pool;
+  auto loaded = load_methods<State>(std::move(program), name, {"start", "step"});
+  if (!loaded.ok()) return loaded.error();
+  std::unique_ptr<State> state = std::move(loaded.value());
+  // Checked here rather than when it runs: another role's program in its place is a bundle error
+  // to report by its shape, not an ExecuTorch argument error.
+  for (const auto& [method, inputs, outputs] :
+       {std::tuple<const char*, size_t, size_t>{"start", kStartInputs, 1 + kStateSize},
+        std::tuple<const char*, size_t, size_t>{"step", 2 + kStateSize, kStateSize}}) {
+    auto meta = state->module->method_meta(method);
+    if (!meta.ok())
+      return fail(HV_PROGRAM, name + ": " + method + " has no metadata (" + describe(meta.error()) + ")");
+    if (meta->num_inputs() != inputs || meta->num_outputs() != outputs)
+      return fail(HV_PROGRAM, name + ": not a refinement program (start must take the crops' inputs and the "
+                                     "generated head and return the positives and the solver's state, step the "
+                                     "positives, the head and the state and return the next state)");
+  }
+  auto iterations = constant(*state->module, "iterations");
+  if (!iterations.ok()) return iterations.error();
+  if (iterations.value() < 1 || iterations.value() > 1000)
+    return fail(HV_PROGRAM, name + ": the refinement program's iteration count is not a small integer (" +
+                                std::to_string(iterations.value()) + ")");
+  state->iterations = iterations.value();
+  return std::unique_ptr<Refiner>(new Refiner(std::move(state)));
+}
+
+int64_t Refiner::iterations() const { return state_->iterations; }
+
+Result<std::vector<float>> Refiner::run(std::vector<float>& small, int count, const std::vector<float>& theta) {
+  NoThreadPoolGuard no_pool;
+  Module& module = *state_->module;
+  if (count < 1 || small.size() != static_cast<size_t>(count) * HV_INPUT_VALUES || theta.empty())
+    return fail(HV_BAD_INPUT, "the refinement takes count x 3 x 64 x 64 inputs and a head");
+  const auto views = static_cast<executorch::aten::SizesType>(2 * count);  // each crop and its mirror image
+  const auto dim = static_cast<executorch::aten::SizesType>(theta.size());
+  Owned prior{{1, dim}, theta};
+  TensorPtr inputs = from_blob(small.data(), {count, 3, HV_INPUT_SIZE, HV_INPUT_SIZE}, ScalarType::Float);
+  TensorPtr prior_view = prior.view();
+
+  // start(small, prior) -> positives (1, 2K, D), then the state: p (1, D), zp (1, 2K, 1), zn (1, n),
+  // g (1, D), s_history (1, H, D), y_history (1, H, D).
+  auto out = module.execute("start", {EValue(*inputs), EValue(*prior_view)});
+  if (!out.ok()) return fail(HV_PROGRAM, "the refinement program's start failed (" + describe(out.error()) + ")");
+  auto started = take_outputs(*out, 1 + kStateSize, "the refinement program's start");
+  if (!started.ok()) return started.error();
+  Owned positives = std::move(started.value()[0]);
+  std::vector<Owned> state(std::make_move_iterator(started.value().begin() + 1),
+                           std::make_move_iterator(started.value().end()));
+  {
+    const Sizes& zn = state[2].sizes;
+    const Sizes& history = state[4].sizes;
+    if (positives.sizes != Sizes{1, views, dim} || state[0].sizes != Sizes{1, dim} ||
+        state[1].sizes != Sizes{1, views, 1} || zn.size() != 2 || zn[0] != 1 || zn[1] < 1 ||
+        state[3].sizes != Sizes{1, dim} || history.size() != 3 || history[0] != 1 || history[1] < 1 ||
+        history[2] != dim || state[5].sizes != history)
+      return fail(HV_PROGRAM, "the refinement program's start did not return the positives and the state of a "
+                              "head of " + std::to_string(dim) + " values and " + std::to_string(count) + " crop(s)");
+  }
+
+  // step(positives, prior, *state) -> the next state, of the same shapes, `iterations` times; each
+  // output is copied out before the next execute overwrites it.
+  TensorPtr positives_view = positives.view();
+  for (int64_t i = 0; i < state_->iterations; i++) {
+    std::vector<TensorPtr> views_of_state;  // kept alive until step has run
+    views_of_state.reserve(kStateSize);
+    std::vector<EValue> step_inputs = {EValue(*positives_view), EValue(*prior_view)};
+    for (Owned& part : state) {
+      views_of_state.push_back(part.view());
+      step_inputs.emplace_back(*views_of_state.back());
+    }
+    auto stepped = module.execute("step", step_inputs);
+    if (!stepped.ok())
+      return fail(HV_PROGRAM, "the refinement program's step failed (" + describe(stepped.error()) + ")");
+    auto next = take_outputs(*stepped, kStateSize, "the refinement program's step");
+    if (!next.ok()) return next.error();
+    for (size_t k = 0; k < kStateSize; k++)
+      if (next.value()[k].sizes != state[k].sizes)
+        return fail(HV_PROGRAM, "the refinement program's step changed the shape of its state's part " +
+                                    std::to_string(k));
+    state = std::move(next.value());
+  }
+  std::vector<float>& refined = state[0].values;  // the final p
+  if (refined.size() != theta.size())
+    return fail(HV_PROGRAM, "the refinement program returned " + std::to_string(refined.size()) +
+                                " values for a head of " + std::to_string(theta.size()));
+  return std::move(refined);
+}
+
 struct Detector::State {
   std::vector<uint8_t> program;  // the bytes the module reads (outlive it)
   std::unique_ptr<Module> module;
@@ -217,7 +353,7 @@ Detector::~Detector() = default;
 
 Result<std::unique_ptr<Detector>> Detector::load(std::vector<uint8_t> program, const std::string& name) {
   NoThreadPoolGuard no_pool;
-  auto loaded = load_forward<State>(std::move(program), name);
+  auto loaded = load_methods<State>(std::move(program), name, {"forward"});
   if (!loaded.ok()) return loaded.error();
   return std::unique_ptr<Detector>(new Detector(std::move(loaded.value())));
 }

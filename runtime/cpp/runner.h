@@ -81,6 +81,44 @@ class Backbone {
   std::unique_ptr<State> state_;
 };
 
+// The bundle's refinement program (converters/refine_program.py: the backend's
+// refinement, converters/torch_refinement.py, as three methods), run by
+// hv_enroll after the enrollment program, so that a device-made head is the
+// backend's (runtime/enroll.py Refiner):
+//   iterations()                    constant: how many steps (1..1000)
+//   start(small, prior)             small (K, 3, 64, 64): f's normalised input of
+//                                   the K enrollment crops; prior (1, D): the
+//                                   generated head (D = F + 1)
+//     -> positives (1, 2K, D), then the solver's state: p (1, D), zp (1, 2K, 1),
+//        zn (1, n), g (1, D), s_history (1, H, D), y_history (1, H, D)
+//   step(positives, prior, p, zp, zn, g, s_history, y_history)
+//     -> the next state, of the same shapes
+// start once, then step `iterations` times, each step's state fed to the next;
+// the refined head is the final p. Not thread-safe.
+class Refiner {
+ public:
+  static Result<std::unique_ptr<Refiner>> load(std::vector<uint8_t> program, const std::string& name);
+
+  ~Refiner();
+  Refiner(const Refiner&) = delete;
+  Refiner& operator=(const Refiner&) = delete;
+
+  // How many times run() executes step (the program's constant method `iterations`).
+  int64_t iterations() const;
+
+  // The refined head of `count` crops' inputs (count x HV_INPUT_VALUES floats, CHW, one crop after
+  // the other: what preprocess_crop writes) and their generated head `theta`; of theta's size.
+  Result<std::vector<float>> run(std::vector<float>& small, int count, const std::vector<float>& theta);
+
+ private:
+  static constexpr size_t kStartInputs = 2;  // small, prior
+  static constexpr size_t kStateSize = 6;    // p, zp, zn, g, s_history, y_history
+
+  struct State;
+  explicit Refiner(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 // The bundle's detector program (converters/detector_program.py: YuNet, 1 x 3 x
 // H x W BGR floats 0..255, H and W multiples of 32 up to 640 -> its twelve heads),
 // for the frame path (frame.h). Not thread-safe.
