@@ -7,8 +7,9 @@ in the user file (format 2) decides at ``backbone_threshold``. The bands are cal
 model is shipped (``sdk.cascade``): f's ``accept_from`` and the backbone's threshold each for half
 of the target FAR on unseen people, so the cascade's FAR is at most the target; ``escalate_from``
 is a low quantile of the owners' f scores, so f rejects outright only what the owner rarely
-scores. One band per kind of user file (backend-signed: refined heads; device-made: generated
-heads) and per number of enrollment photos, as the f-only thresholds are.
+scores. One band per kind of user file (backend-signed, device-made: both refined heads, the same
+bands since the device runs the backend's refinement) and per number of enrollment photos, as the
+f-only thresholds are.
 
 ``decide`` and ``escalates`` take numbers or numpy arrays: the runtime applies them to one frame,
 the benchmarks to millions of attempts, so both measure the same rule. A score that is not a
@@ -23,7 +24,7 @@ import numpy as np
 
 from hyperverify.runtime.errors import HyperverifyError
 
-FILE_KINDS = ("backend", "device")  # who made the user file: its head is refined, or generated
+FILE_KINDS = ("backend", "device")  # who made the user file
 BAND_FIELDS = ("escalate_from", "accept_from", "backbone_threshold")
 
 

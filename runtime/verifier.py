@@ -236,8 +236,8 @@ def load(bundle: str | Path, user_file: str | Path, trust: TrustPolicy, *, locko
     errors): a manifest not signed by the app's key, a bundle of another format or verifier layout,
     a program whose bytes differ from the manifest, a user file that fails its own checks (see
     ``user_file``) or is not signed by the app's key, one made by another model version. The
-    threshold applied is the user's, never below the manifest's calibrated one for that kind of
-    file (``trust.calibrated_floor``: device-made heads have their own).
+    threshold applied is the user's, never below the manifest's calibrated one
+    (``trust.calibrated_floor``).
 
     ``cascade``: None (default) runs the cascade when the bundle and the user file allow it, True
     requires it (``BundleError`` naming what is missing), False judges with f alone.

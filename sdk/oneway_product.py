@@ -11,7 +11,8 @@ checks; it exists for this evaluation only.
 
 Why not the torch model: the shipped path rounds the user's weights to fp16 and runs the lowered
 program, and the figure should be the product's, not a reconstruction of it. The cost is the export
-(about 30 s on this machine's 2 cores) and about 0.2 ms per pair.
+(about 30 s on this machine's 2 cores, and 90 s more the first time a model's refinement program is
+exported: it is cached, ``sdk.program_cache``) and about 0.2 ms per pair.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class OneWayScorer:
         self._folder = tempfile.TemporaryDirectory(prefix="hyperverify-eval-")
         bundle = Path(self._folder.name) / "sdk"
         if self.progress:
-            print(f"building the SDK bundle from {self.model_path} (ExecuTorch export, about 30 s)", file=sys.stderr, flush=True)
+            print(f"building the SDK bundle from {self.model_path} (ExecuTorch export, about 30 s; 2 min the first time)", file=sys.stderr, flush=True)
         build_bundle(bundle_inputs(self._model_obj, self._extra, self.model_path.read_bytes(), coreml=False,
                                    detector=False), bundle, key)
         self.manifest = open_manifest(bundle, self._trust)

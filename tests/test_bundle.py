@@ -33,7 +33,8 @@ def test_bundle_is_complete_and_checksummed(built) -> None:
     for rel, digest in manifest["files"].items():
         assert hashlib.sha256((bundle / rel).read_bytes()).hexdigest() == digest
     assert set(manifest["programs"]) == {"executorch-xnnpack", "executorch-portable", "coreml-shared",
-                                         "enrollment-xnnpack", "coreml-enrollment", "detector-xnnpack"}
+                                         "enrollment-xnnpack", "refinement-xnnpack", "coreml-enrollment",
+                                         "detector-xnnpack"}
     assert manifest["tier"] == spec.DEFAULT_TIER == "100k"  # the default model's
     assert "public_key" not in manifest and "require_signature" not in manifest  # the app's, not the bundle's
     root_key = root / "keys" / "backend.pem"
