@@ -141,12 +141,16 @@ def test_the_backbone_takes_back_owner_frames_f_turns_away_and_not_strangers(bun
     assert taken_back[0].backbone_score == pytest.approx(backend, abs=2e-3)  # fp16 embedding in the file
 
 
-def test_a_device_made_file_runs_with_the_generated_heads_band(bundle, lfw, tmp_path) -> None:
+def test_a_device_made_file_runs_with_the_refined_heads_band(bundle, lfw, tmp_path) -> None:
+    """The device refines as the backend does, so its file takes the threshold of its photo count and
+    the same band as a backend file of as many photos."""
     manifest = read_manifest(bundle)
     path = tmp_path / "device.hvu"
     Enroller(bundle, DEVICE).enroll_crops(aligned_crops([lfw_image(lfw, UNSEEN_OWNER, i) for i in (1, 2)]),
                                           path, DEVICE_KEY)
     verifier = load(bundle, path, DEVICE)
     assert verifier.mode == "cascade" and read_user_file(path).photos == 2
+    assert read_user_file(path).threshold == pytest.approx(manifest.enrollment["thresholds"][1], abs=1e-6)
     assert verifier.cascade.band == band_for(manifest.cascade, True, 2).stricter(verifier.threshold)
-    assert verifier.cascade.band != band_for(manifest.cascade, False, 2).stricter(verifier.threshold)
+    assert band_for(manifest.cascade, True, 2) == band_for(manifest.cascade, False, 2)
+    assert band_for(manifest.cascade, True, 2) != band_for(manifest.cascade, True, 1)
