@@ -23,11 +23,7 @@ import torch
 from hyperverify.converters.enroll_program import MAX_CROPS, PARITY_TOLERANCE, check_crops
 from hyperverify.converters.torch_refinement import HISTORY, HeadRefinement, StartMethod, StepMethod
 from hyperverify.runtime import spec
-from hyperverify.runtime.enroll import Refiner
-
-def refinement_input(crops: np.ndarray) -> np.ndarray:
-    """K x 112x112x3 uint8 RGB crops -> the program's ``small`` input (K x 3 x 64 x 64 float32)."""
-    return spec.to_input(spec.reduce_crop(crops))
+from hyperverify.runtime.enroll import Refiner, refinement_input
 
 
 def to_program_bytes(module: HeadRefinement) -> bytes:

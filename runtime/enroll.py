@@ -45,6 +45,12 @@ class Enrollment:
     embedding: np.ndarray  # the pooled unit SFace embedding of the enrollment crops (128)
 
 
+def refinement_input(crops: np.ndarray) -> np.ndarray:
+    """K x 112x112x3 uint8 RGB crops -> the refinement program's ``small`` input: f's normalised
+    input of each crop (K x 3 x 64 x 64 float32)."""
+    return spec.to_input(spec.reduce_crop(crops))
+
+
 class Refiner:
     """The bundle's refinement program (``converters.refine_program``): ``start`` once, then ``step``
     as many times as its constant method ``iterations`` says, each step's state fed to the next."""
@@ -123,7 +129,7 @@ class Enroller:
         on first use: the cascade, which runs ``run`` for its escalations, never needs it."""
         if self._refiner is None:
             self._refiner = Refiner(checked_file(self._bundle, self.manifest, self.manifest.programs[REFINEMENT_ROLE]))
-        return self._refiner(spec.to_input(spec.reduce_crop(crops)), theta)
+        return self._refiner(refinement_input(crops), theta)
 
     def crops_from_frames(self, frames: Sequence[np.ndarray], color_order: str = "bgr") -> np.ndarray:
         """Detect and align the face of each frame (the backend's rule: ``FaceAligner``);
